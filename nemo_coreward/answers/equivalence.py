@@ -46,7 +46,7 @@ class Grouping:
 class Grader:
     """Equivalence of final answers under one mode; safe to share across threads."""
 
-    def __init__(self, mode: str = "exact", timeout_s: float = 2.0) -> None:
+    def __init__(self, mode: str = "exact", timeout_s: float = 1.0) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown equivalence mode {mode!r}; valid: {', '.join(MODES)}")
         self.mode = mode

@@ -20,12 +20,18 @@ from collections import OrderedDict
 
 MAX_SYMBOLIC_CHARS = 512  # longer answers are never parsed: compared by key only
 STARTUP_TIMEOUT_S = 60.0
+CHILD_BUDGET_SHARE = 0.75  # the child stops itself at 75% of the limit; the kill is the rest
 
 
 class SymbolicJudge:
-    """``equivalent(gold, pred) -> bool | None`` (``None``: timed out or failed)."""
+    """``equivalent(gold, pred) -> bool | None`` (``None``: timed out or failed).
 
-    def __init__(self, timeout_s: float = 2.0, cache_size: int = 65536) -> None:
+    The child answers ``None`` itself when math-verify's own limit fired (it then returns
+    False, which would be a guess); the parent kills the child when even that limit does
+    not bring an answer back within ``timeout_s``.
+    """
+
+    def __init__(self, timeout_s: float = 1.0, cache_size: int = 65536) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.timeout_s = timeout_s
@@ -33,24 +39,43 @@ class SymbolicJudge:
         self._cache: OrderedDict[tuple[str, str], bool | None] = OrderedDict()
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
+        self._spare: subprocess.Popen[bytes] | None = None
+        self._ready = False
+        self._parses: dict[str, bool] = {}
         self._owner_pid = os.getpid()
         self.timeouts = 0
         self.calls = 0
 
     # -- child process management -------------------------------------------------
-    def _start(self) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
+    # A warm spare child is kept so that killing a stuck child costs no import time.
+    def _popen(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [sys.executable, "-m", "nemo_coreward.answers.symbolic_worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
-        # Importing sympy takes a second or two; that is not the comparison's time.
-        if self._read_line(proc, STARTUP_TIMEOUT_S) is None:
-            proc.kill()
-            proc.wait()
-            raise RuntimeError("math-verify worker did not start; is math-verify installed?")
-        return proc
+
+    def _child(self) -> subprocess.Popen[bytes]:
+        if self._owner_pid != os.getpid():  # a forked copy must not share the parent's pipes
+            self._proc = self._spare = None
+            self._owner_pid = os.getpid()
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc, self._ready = self._spare or self._popen(), False
+            self._spare = self._popen()
+        if not self._ready:
+            # Importing sympy takes a second or two; that is not the comparison's time.
+            if self._read_line(self._proc, STARTUP_TIMEOUT_S) is None:
+                self._kill()
+                raise RuntimeError("math-verify worker did not start; is math-verify installed?")
+            self._ready = True
+        return self._proc
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
 
     @staticmethod
     def _read_line(proc: subprocess.Popen[bytes], timeout_s: float) -> bytes | None:
@@ -60,42 +85,30 @@ class SymbolicJudge:
                 return None
         return proc.stdout.readline() or None  # type: ignore[union-attr]
 
-    def _child(self) -> subprocess.Popen[bytes]:
-        # A forked copy of this object must not share the parent's pipes.
-        if self._proc is None or self._proc.poll() is not None or self._owner_pid != os.getpid():
-            self._owner_pid = os.getpid()
-            self._proc = self._start()
-        return self._proc
-
-    def _kill(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            self._proc = None
-
     def close(self) -> None:
         with self._lock:
-            if self._proc is not None and self._owner_pid == os.getpid():
-                try:
-                    self._proc.stdin.close()  # type: ignore[union-attr]
-                    self._proc.wait(timeout=2)
-                except Exception:
-                    self._kill()
-            self._proc = None
+            if self._owner_pid == os.getpid():
+                for proc in (self._proc, self._spare):
+                    if proc is not None:
+                        proc.kill()
+                        proc.wait()
+            self._proc = self._spare = None
 
     def __del__(self) -> None:  # best effort; never raise at interpreter exit
         try:
-            if self._proc is not None and self._owner_pid == os.getpid():
-                self._proc.kill()
+            if self._owner_pid == os.getpid():
+                for proc in (self._proc, self._spare):
+                    if proc is not None:
+                        proc.kill()
         except Exception:
             pass
 
     # -- comparisons ---------------------------------------------------------------
-    def _ask(self, gold: str, pred: str) -> bool | None:
+    def _ask(self, request: dict) -> bool | None:
         proc = self._child()
-        line = json.dumps({"gold": gold, "pred": pred}).encode() + b"\n"
+        request = dict(request, budget_s=self.timeout_s * CHILD_BUDGET_SHARE)
         try:
-            proc.stdin.write(line)  # type: ignore[union-attr]
+            proc.stdin.write(json.dumps(request).encode() + b"\n")  # type: ignore[union-attr]
             proc.stdin.flush()  # type: ignore[union-attr]
         except (BrokenPipeError, OSError):
             self._kill()
@@ -107,16 +120,29 @@ class SymbolicJudge:
             return None
         return json.loads(reply).get("eq")
 
+    def parsable(self, answer: str) -> bool:
+        """Whether ``answer`` parses within the time limit; cached per answer."""
+        if len(answer) > MAX_SYMBOLIC_CHARS:
+            return False
+        if answer not in self._parses:
+            self._parses[answer] = bool(self._ask({"parse": answer}))
+            if len(self._parses) > self.cache_size:
+                self._parses.pop(next(iter(self._parses)))
+        return self._parses[answer]
+
     def equivalent(self, gold: str, pred: str) -> bool | None:
-        if len(gold) > MAX_SYMBOLIC_CHARS or len(pred) > MAX_SYMBOLIC_CHARS:
-            return None
         key = (gold, pred)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-            self.calls += 1
-            verdict = self._ask(gold, pred)
+            # Parse each side alone first: a pathological answer then fails once, by
+            # itself, instead of costing a time-out in every comparison it meets.
+            if not (self.parsable(gold) and self.parsable(pred)):
+                verdict: bool | None = False
+            else:
+                self.calls += 1
+                verdict = self._ask({"gold": gold, "pred": pred})
             self._cache[key] = verdict
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)

@@ -1,17 +1,26 @@
 """Child process of ``SymbolicJudge``: one JSON request per line in, one verdict out.
 
-Runs math-verify on its own main thread, so math-verify's ``signal.alarm`` limits work
-here as a soft bound; the parent's kill is the hard one. Parses are cached per answer.
+Each request carries a time budget, enforced here with ``setitimer`` (this is the
+child's main thread, so signals work and sub-second budgets are possible); math-verify's
+own whole-second alarms are switched off. The parent's kill is the hard limit behind it.
+Parses are cached per answer.
 """
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from functools import lru_cache
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-SOFT_TIMEOUT_S = 1
+
+class Budget(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):  # noqa: ARG001
+    raise Budget()
 
 
 @lru_cache(maxsize=65536)
@@ -21,7 +30,8 @@ def parse_answer(answer: str) -> tuple:
         parse(
             "\\boxed{" + answer + "}",
             extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
-            parsing_timeout=SOFT_TIMEOUT_S,
+            parsing_timeout=None,
+            raise_on_error=True,
         )
     )
 
@@ -30,20 +40,45 @@ def judge(gold: str, pred: str) -> bool:
     g, p = parse_answer(gold), parse_answer(pred)
     if not g or not p:
         return False
-    return bool(verify(list(g), list(p), timeout_seconds=SOFT_TIMEOUT_S))
+    return bool(verify(list(g), list(p), timeout_seconds=None, raise_on_error=True))
+
+
+def answer(req: dict) -> bool | None:
+    """True/False, or None when the budget ran out or math-verify failed.
+
+    ``{"parse": a}`` asks whether ``a`` parses to something math-verify can compare
+    (a pathological answer is found here, alone, rather than in every comparison);
+    ``{"gold": a, "pred": b}`` asks for equivalence.
+    """
+    signal.setitimer(signal.ITIMER_REAL, float(req.get("budget_s", 1.0)))
+    try:
+        if "parse" in req:
+            parsed = parse_answer(req["parse"])
+            # Evaluating is what math-verify's comparisons do first, and where an answer
+            # like 10^{10^{10^{10}}} hangs in C: find that here, once per answer.
+            for expr in parsed:
+                if hasattr(expr, "doit"):
+                    expr.doit()
+            return bool(parsed)
+        return judge(req["gold"], req["pred"])
+    except Budget:
+        return None
+    except Exception:
+        return None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def main() -> None:
+    import logging
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    signal.signal(signal.SIGALRM, _on_alarm)
     out = sys.stdout
     out.write('{"ready": true}\n')
     out.flush()
     for line in sys.stdin:
-        req = json.loads(line)
-        try:
-            eq: bool | None = judge(req["gold"], req["pred"])
-        except Exception:
-            eq = None
-        out.write(json.dumps({"eq": eq}) + "\n")
+        out.write(json.dumps({"eq": answer(json.loads(line))}) + "\n")
         out.flush()
 
 

@@ -23,7 +23,7 @@ class RewardConfig:
     name: str = "co_reward"
     equivalence: str = "exact"
     fallbacks: tuple[str, ...] = ()
-    timeout_s: float = 2.0
+    timeout_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.name not in REWARDS:
