@@ -9,7 +9,9 @@ Three modes, chosen by name:
   forms of *distinct* keys only, in a killable child process (``SymbolicJudge``).
   Two keys that are both plain numbers are decided here without sympy (exact rationals
   differ unless within 1e-6, where math-verify's 6-digit float rounding may still equate
-  them and so is asked).
+  them and so is asked), and so are simple expressions and intervals whose numeric
+  fingerprints prove them different (``fingerprint.py``); answers with a percent sign
+  always go to math-verify, which reads ``50%`` both as 0.5 and as 50.
 
 Grouping is greedy in first-appearance order: each new key joins the first existing
 class whose representative it is equivalent to (representative as math-verify's gold),
@@ -23,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
+from nemo_coreward.answers.fingerprint import Fingerprint, clearly_different, fingerprint
 from nemo_coreward.answers.normalize import normalize, numeric_value
 from nemo_coreward.answers.symbolic import SymbolicJudge
 
@@ -52,6 +55,14 @@ class Grader:
         self.mode = mode
         self.timeout_s = timeout_s
         self._judge = SymbolicJudge(timeout_s) if mode == "math_verify" else None
+        self._fingerprints: dict[str, Fingerprint | None] = {}
+
+    def _fingerprint(self, key: str) -> Fingerprint | None:
+        if key not in self._fingerprints:
+            if len(self._fingerprints) > 65536:
+                self._fingerprints.clear()
+            self._fingerprints[key] = fingerprint(key)
+        return self._fingerprints[key]
 
     @property
     def timeouts(self) -> int:
@@ -72,10 +83,16 @@ class Grader:
             return True
         if self.mode != "math_verify":
             return False
-        va, vb = numeric_value(key_a), numeric_value(key_b)
-        if va is not None and vb is not None and abs(va - vb) >= NUMERIC_CLOSE:
-            return False
-        assert self._judge is not None
+        if "%" not in raw_a and "%" not in raw_b:  # math-verify reads 50% as 0.5 AND as 50
+            va, vb = numeric_value(key_a), numeric_value(key_b)
+            if va is not None and vb is not None and abs(va - vb) >= NUMERIC_CLOSE:
+                return False
+            fa, fb = self._fingerprint(key_a), self._fingerprint(key_b)
+            if clearly_different(fa, fb):
+                return False
+            if fa is not None and fb is not None:
+                # Small bounded arithmetic: cannot hang sympy, so skip the per-answer probe.
+                return self._judge.equivalent(raw_a, raw_b, probe=False)
         return self._judge.equivalent(raw_a, raw_b)
 
     def equivalent(self, a: str, b: str) -> bool:

@@ -28,6 +28,7 @@ _LHS = re.compile(r"^[A-Za-z]\s*=\s*(?=\S)")
 _FRAC_SHORT = re.compile(r"\\frac(\d)(\d)")
 _FRAC_HALF = re.compile(r"\\frac(\d)(?=\{)|\\frac\{([^{}]*)\}(\d)")
 _SQRT_SHORT = re.compile(r"\\sqrt(\w)")
+_ONE_CHAR_GROUP = re.compile(r"([\^_])\{(\w)\}")
 _INT = r"[+-]?\d+"
 _DEC = r"[+-]?(?:\d+\.?\d*|\.\d+)"
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
@@ -42,7 +43,8 @@ def _fix_frac_sqrt(s: str) -> str:
         lambda m: f"\\frac{{{m.group(1)}}}" if m.group(1) else f"\\frac{{{m.group(2)}}}{{{m.group(3)}}}",
         s,
     )
-    return _SQRT_SHORT.sub(r"\\sqrt{\1}", s)
+    s = _SQRT_SHORT.sub(r"\\sqrt{\1}", s)
+    return _ONE_CHAR_GROUP.sub(r"\1\2", s)  # x^{2} -> x^2
 
 
 def numeric_value(key: str) -> Fraction | None:

@@ -1,0 +1,183 @@
+"""Grading cost of one paper-scale Co-Reward step, against a naive equivalence-aware peer.
+
+A step of the paper's recipe is 128 pairs x 2 sides x 8 rollouts = 2,048 responses of
+about 1,500 words each. Their boxed answers here take the surface forms real models
+write: integers, fractions (``\\frac``, ``\\dfrac``, ``a/b``), decimals, ``\\text{}``
+units, spacing, intervals, tuples and algebraic expressions, plus wrong and missing
+answers.
+
+The peer is what an equivalence-aware Co-Reward grader does without bucketing: parse
+every answer with math-verify and call ``verify`` on every pair of answers of a pair's
+rollouts, then cluster greedily and vote. Ours (``co_reward`` in ``math_verify`` mode)
+must give the same rewards, at least 20x faster, in under 1 s for the step on one core.
+
+    python benchmarks/reward_throughput.py [--pairs 128] [--rollouts 8] [--seed 0]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from collections import Counter
+
+from nemo_coreward.answers import extract_answer
+from nemo_coreward.reward import RewardConfig, Rollout, score_rollouts
+from nemo_coreward.reward.scoring import grader_for
+
+WORDS = ("we", "compute", "the", "sum", "of", "both", "terms", "then", "simplify", "each",
+         "factor", "so", "that", "value", "gives", "check", "again", "since", "hence", "note")
+
+
+def forms_of(kind: str, rng: random.Random) -> tuple[list[str], list[str]]:
+    """(equivalent surface forms of one answer, wrong answers) for an answer kind."""
+    if kind == "int":
+        n = rng.randint(2, 999)
+        return [str(n), f"{n}.0", f"{n} \\text{{ cm}}", f" {n} ", f"x = {n}"], [str(n + 1), str(n - 1)]
+    if kind == "frac":
+        a, b = rng.randint(1, 9), rng.choice([2, 4, 5, 8])
+        while a % b == 0:
+            a += 1
+        return ([f"\\frac{{{a}}}{{{b}}}", f"\\dfrac{{{a}}}{{{b}}}", f"{a}/{b}", str(a / b)],
+                [f"\\frac{{{a + 1}}}{{{b}}}", f"\\frac{{{b}}}{{{a}}}"])
+    if kind == "decimal":
+        v = rng.randint(11, 999) / 10
+        return [f"{v}", f"{v}0", f"\\${v}", f"{v} "], [f"{v + 1}", f"{v / 10}"]
+    if kind == "expr":
+        a = rng.randint(1, 9)
+        return ([f"(x+{a})^2", f"x^2+{2 * a}x+{a * a}", f"(x + {a})^{{2}}", f"({a}+x)^2"],
+                [f"x^2+{a * a}", f"(x-{a})^2"])
+    if kind == "interval":
+        a, b = rng.randint(-9, 0), rng.randint(1, 9)
+        return ([f"[{a}, {b})", f"[{a},{b})", f"\\left[{a}, {b}\\right)"],
+                [f"({a}, {b})", f"[{a}, {b}]"])
+    if kind == "sqrt":
+        a = rng.choice([2, 3, 5, 6, 7])
+        return ([f"2\\sqrt{{{a}}}", f"\\sqrt{{{4 * a}}}", f"2 \\sqrt{a}"], [f"\\sqrt{{{a}}}", f"4\\sqrt{{{a}}}"])
+    raise ValueError(kind)
+
+
+KINDS = ["int"] * 10 + ["frac"] * 3 + ["decimal"] * 2 + ["expr"] * 2 + ["interval"] * 2 + ["sqrt"]
+
+
+def reasoning(rng: random.Random, words: int) -> str:
+    body = " ".join(rng.choice(WORDS) for _ in range(words))
+    return body + f" so $\\frac{{{rng.randint(1, 9)}}}{{{rng.randint(2, 9)}}}$ and " \
+                  f"an earlier guess \\boxed{{{rng.randint(0, 9)}}} is refined. "
+
+
+def make_step(pairs: int, rollouts: int, seed: int, words: int) -> list[Rollout]:
+    rng = random.Random(seed)
+    out = []
+    for p in range(pairs):
+        right, wrong = forms_of(rng.choice(KINDS), rng)
+        for side in (0, 1):
+            for _ in range(rollouts):
+                u = rng.random()
+                if u < 0.6:
+                    tail = f"The final answer is $\\boxed{{{rng.choice(right)}}}$."
+                elif u < 0.85:
+                    tail = f"The final answer is $\\boxed{{{rng.choice(wrong)}}}$."
+                else:
+                    tail = "I could not finish."
+                out.append(Rollout(f"q{p}", side, reasoning(rng, words) + tail, right[0]))
+    return out
+
+
+def naive_rewards(rollouts: list[Rollout]) -> list[float]:
+    """All-pairs math-verify inside each pair, greedy clusters, twin majority vote."""
+    from math_verify import parse, verify
+
+    def parsed(a: str):
+        return parse("\\boxed{" + a + "}")
+
+    answers = [extract_answer(r.response) for r in rollouts]
+    by_pair: dict[str, list[int]] = {}
+    for i, r in enumerate(rollouts):
+        by_pair.setdefault(r.pair_id, []).append(i)
+    cls = [-1] * len(rollouts)
+    for idx in by_pair.values():
+        n = len(idx)
+        same = [[False] * n for _ in range(n)]
+        for a in range(n):
+            for b in range(a + 1, n):
+                ga, gb = answers[idx[a]].strip(), answers[idx[b]].strip()
+                if ga and gb:
+                    same[a][b] = same[b][a] = verify(parsed(ga), parsed(gb))
+        reps: list[int] = []
+        for a in range(n):
+            if not answers[idx[a]].strip():
+                continue
+            for c, r in enumerate(reps):
+                if r == a or same[r][a] or answers[idx[r]].strip() == answers[idx[a]].strip():
+                    cls[idx[a]] = c
+                    break
+            else:
+                reps.append(a)
+                cls[idx[a]] = len(reps) - 1
+    labels = {}
+    for pid, idx in by_pair.items():
+        for side in (0, 1):
+            votes = Counter(cls[i] for i in idx if rollouts[i].side != side and cls[i] >= 0)
+            labels[(pid, side)] = votes.most_common(1)[0][0] if votes else -1
+    return [1.0 if cls[i] >= 0 and cls[i] == labels[(r.pair_id, r.side)] else 0.0
+            for i, r in enumerate(rollouts)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pairs", type=int, default=128)
+    ap.add_argument("--rollouts", type=int, default=8)
+    ap.add_argument("--words", type=int, default=1500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--naive-pairs", type=int, default=None,
+                    help="time the naive peer on this many pairs only and scale up (it is slow)")
+    args = ap.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, children too
+
+    step = make_step(args.pairs, args.rollouts, args.seed, args.words)
+    chars = sum(len(r.response) for r in step)
+    print(f"step: {args.pairs} pairs x 2 sides x {args.rollouts} rollouts = {len(step)} responses, "
+          f"{chars / len(step):,.0f} chars each on average")
+
+    t = time.perf_counter()
+    answers = [extract_answer(r.response) for r in step]
+    print(f"extract last \\boxed{{}} of all responses: {1e3 * (time.perf_counter() - t):.1f} ms")
+
+    # Start math-verify's child and its LaTeX parser outside the timing, as in a running
+    # trainer (the child lives across steps); no answer of the step is cached by this.
+    grader_for("math_verify", 1.0).group(["w^3+1", "(w+1)^3", r"\{7, 8\}"])
+    results = {}
+    for mode in ("exact", "normalized", "math_verify"):
+        t = time.perf_counter()
+        scored = score_rollouts(step, RewardConfig("co_reward", mode))
+        results[mode] = (time.perf_counter() - t, scored)
+        print(f"ours  co_reward {mode:<11}: {results[mode][0]:7.3f} s  "
+              f"reward_mean={scored.metrics['reward_mean']:.3f}")
+    judge = grader_for("math_verify", 1.0)._judge
+    print(f"      math-verify comparisons asked by ours: {judge.calls} "
+          f"(+{len(judge._parses)} single-answer parses), timeouts: {judge.timeouts}")
+
+    subset = step if args.naive_pairs is None else step[: args.naive_pairs * 2 * args.rollouts]
+    t = time.perf_counter()
+    naive = naive_rewards(subset)
+    naive_s = (time.perf_counter() - t) * len(step) / len(subset)
+    scale = "" if subset is step else f" (measured on {len(subset)} responses, scaled)"
+    print(f"naive all-pairs math-verify            : {naive_s:7.3f} s{scale}")
+
+    ours_sub = score_rollouts(subset, RewardConfig("co_reward", "math_verify")).rewards
+    mismatches = sum(a != b for a, b in zip(ours_sub, naive))
+    ours_s = results["math_verify"][0]
+    print(f"rewards identical to the naive peer: {mismatches == 0} ({mismatches} mismatches "
+          f"of {len(naive)})")
+    print(f"speed-up math_verify mode vs naive: {naive_s / ours_s:.1f}x (target >= 20x)")
+    print(f"whole step on one core: {ours_s:.3f} s (target < 1 s)")
+    ok = mismatches == 0 and naive_s / ours_s >= 20 and ours_s < 1.0
+    print("PASS" if ok else "FAIL")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
