@@ -16,7 +16,7 @@ EXTRAS = {
         "tensorboard>=2.15",
     ],
     "server": ["nvidia-pytriton>=0.5.10"],
-    "data": ["datasets>=2.19", "pyarrow"],
+    "data": ["datasets>=2.19", "pyarrow", "champ-dataset>=1.0", "mathematics-dataset>=1.0"],
     "eval": ["matplotlib>=3.7"],
     # Installed by the NGC NeMo container; listed so `pip install .[aligner]` elsewhere
     # resolves the version the glue is written against.
