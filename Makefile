@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat setup.py constraints.txt | sha1sum | cut
 # pytriton's bundled Triton loads libpython from here on pyenv-style Pythons.
 export LD_LIBRARY_PATH := $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")'):$(LD_LIBRARY_PATH)
 
-.PHONY: demo test env clean-env
+.PHONY: demo test env aligner-env clean-env
 
 env: $(STAMP)
 
@@ -24,8 +24,14 @@ $(STAMP): setup.py constraints.txt
 demo: $(STAMP)
 	$(BIN)/coreward train
 
-test: $(STAMP)
+# The NeMo-Aligner glue is tested against the real nemo-aligner 0.7.0 (NeMo 2.4.1,
+# Megatron-core) in its own venv, whose pins conflict with the main one.
+aligner-env:
+	bash scripts/setup_aligner_env.sh
+
+test: $(STAMP) aligner-env
 	$(BIN)/python -m pytest -q
+	.venv-aligner/bin/python -m pytest -q tests/aligner
 
 clean-env:
 	rm -rf $(VENV)

@@ -1,0 +1,174 @@
+"""The Co-Reward actor: NeMo-Aligner's REINFORCE actor plus twin keys, our loss and a teacher.
+
+``MegatronGPTCoRewardActorModel`` changes three things in
+``MegatronGPTReinforceActorModel`` (NeMo-Aligner 0.7.0) and inherits the rest (Megatron
+TP/PP, TensorRT-LLM generation and refit, Adam offload, reference log-probs):
+
+- ``infer`` copies ``pair_id`` and ``side`` from the collated batch into the rollout dict;
+  1-D keys present in every rollout survive NeMo-Aligner's stacking, DP gathering and
+  chunking, so the trainer can group rollouts by (pair, side) instead of by prompt tokens.
+- with PPO clipping or a KL loss term configured (``set_coreward_loss``), the Megatron
+  loss function computes ``nemo_coreward.aligner.loss.actor_loss`` and reports all its
+  metrics; otherwise NeMo-Aligner's own REINFORCE loss runs.
+- ``teacher_rollouts`` runs the Co-rewarding-II teacher pass (``aligner.teacher``): the
+  teacher is the CPU state dict in ``init_policy_state_dict``, and the generation engine
+  is refit with it and, before any later policy generation, with the policy again.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+from megatron.core.num_microbatches_calculator import get_num_microbatches
+from megatron.core.pipeline_parallel.schedules import get_forward_backward_func
+from nemo.collections.nlp.modules.common.megatron.utils import (
+    average_losses_across_data_parallel_group,
+    get_iterator_k_split,
+)
+from nemo.collections.nlp.parts.utils_funcs import get_last_rank
+from nemo_aligner.models.nlp.gpt.megatron_gpt_reinforce_actor import MegatronGPTReinforceActorModel
+from nemo_aligner.utils import parallel_state
+from nemo_aligner.utils.distributed import from_parallel_logits_to_logprobs
+from nemo_aligner.utils.train_utils import set_sync_funcs
+from nemo_aligner.utils.utils import retrieve_model_state_dict_in_cpu, swap_dict
+
+from nemo_coreward.aligner.loss import LOSS_METRICS, actor_loss
+from nemo_coreward.aligner.teacher import EngineWeights, TeacherRollouts
+from nemo_coreward.rl import LossConfig
+
+TWIN_KEYS = ("pair_id", "side")
+# Keys the last pipeline stage needs for our loss, on top of NeMo-Aligner's.
+LOSS_KEYS = ("response_tokens", "baseline", "mask", "rewards_with_kl", "is_end",
+             "prev_logprobs", "init_logprobs")
+
+__all__ = ["MegatronGPTCoRewardActorModel", "copy_twin_keys"]
+
+
+def copy_twin_keys(batch: Mapping[str, Any], rollout: dict[str, Any]) -> dict[str, Any]:
+    """Add the batch's ``pair_id``/``side`` rows to a rollout dict, on the rollout's device."""
+    device = rollout["response_tokens"].device
+    for key in TWIN_KEYS:
+        if key not in batch:
+            raise KeyError(f"rollout batch has no {key!r}: use nemo_coreward.aligner.data.twin_collate")
+        rollout[key] = batch[key].to(device)
+    return rollout
+
+
+class MegatronGPTCoRewardActorModel(MegatronGPTReinforceActorModel):
+    """See the module docstring. ``coreward_loss`` and ``teacher`` are set by the entry
+    script after the model is restored (they are not part of the .nemo config)."""
+
+    def __init__(self, cfg, trainer) -> None:
+        super().__init__(cfg, trainer=trainer)
+        self.coreward_loss: LossConfig | None = None
+        self.teacher: TeacherRollouts | None = None
+        self.engine_weights = EngineWeights()
+
+    # -- configuration --------------------------------------------------------------------
+    def set_coreward_loss(self, loss: LossConfig | None) -> None:
+        self.coreward_loss = loss
+
+    def set_teacher(self, teacher: TeacherRollouts) -> None:
+        """The teacher doubles as the KL reference: NeMo-Aligner swaps it in for ref log-probs."""
+        teacher.engine = self.engine_weights
+        self.teacher = teacher
+        self.init_policy_state_dict = teacher.state
+
+    # -- generation -----------------------------------------------------------------------
+    def prepare_for_inference(self) -> None:
+        super().prepare_for_inference()  # refits the engine with the policy weights
+        self.engine_weights.mark("policy")
+
+    @torch.no_grad()
+    def infer(self, inference_batch):
+        if self.use_trtllm_generation and self.engine_weights.policy_refit_needed:
+            self.engine_weights.mark(None)
+            self.trtllm_generate.refit(self.model)
+            self.engine_weights.mark("policy")
+        return copy_twin_keys(inference_batch, super().infer(inference_batch))
+
+    @torch.no_grad()
+    def teacher_rollouts(self, batches: Sequence[Mapping[str, Any]], num_rollouts: int,
+                         step: int, total_steps: int) -> list[dict[str, Any]]:
+        if self.teacher is None:
+            raise RuntimeError("teacher_rollouts: no teacher set (coreward.reward needs one)")
+        return self.teacher.rollouts(_ActorHooks(self), batches, num_rollouts, step, total_steps)
+
+    # -- training -------------------------------------------------------------------------
+    def get_actor_forward_output_and_loss_func(self):
+        if self.coreward_loss is None:
+            return super().get_actor_forward_output_and_loss_func()
+        loss_cfg = self.coreward_loss
+
+        def fwd_output_and_loss_func(data_iterator, model):
+            batch = next(data_iterator)
+            if parallel_state.get_pipeline_model_parallel_world_size() == 1:
+                needed = set(batch)
+            else:
+                needed = {"attention_mask"}
+                if parallel_state.is_pipeline_first_stage():
+                    needed |= {"response_tokens", "position_ids"}
+                if parallel_state.is_pipeline_last_stage():
+                    needed |= set(LOSS_KEYS) & set(batch)
+            batch = {k: v.cuda(non_blocking=True) if k in needed else None for k, v in batch.items()}
+            parallel_logits = model(batch["response_tokens"], batch["position_ids"],
+                                    batch["attention_mask"], labels=None)
+
+            def loss_func(logits):
+                logprobs = from_parallel_logits_to_logprobs(
+                    vocab_parallel_logits=logits, target=batch["response_tokens"],
+                    higher_stability=True)
+                loss, metrics = actor_loss(logprobs, batch, loss_cfg)
+                reduced = average_losses_across_data_parallel_group(
+                    [metrics[k].to(logprobs.device) for k in LOSS_METRICS])
+                return loss, dict(zip(LOSS_METRICS, reduced))
+
+            return parallel_logits, loss_func
+
+        return fwd_output_and_loss_func
+
+    def get_loss_and_metrics(self, batch, forward_only):
+        if self.coreward_loss is None:
+            return super().get_loss_and_metrics(batch, forward_only)
+        seq_length = batch["response_tokens"].size(1)
+        attention_mask, _, position_ids = self.get_ltor_masks_and_position_ids(
+            tokens=batch["response_tokens"])
+        batch["attention_mask"], batch["position_ids"] = attention_mask, position_ids
+        set_sync_funcs(self, forward_only)
+        per_micro_batch = get_forward_backward_func()(
+            forward_step_func=self.get_actor_forward_output_and_loss_func(),
+            data_iterator=self._make_data_iterator_list(
+                get_iterator_k_split(batch, get_num_microbatches())),
+            model=self.model, num_microbatches=get_num_microbatches(),
+            forward_only=forward_only, seq_length=seq_length,
+            micro_batch_size=self.cfg.micro_batch_size)
+        # Only the last pipeline stage computes the loss; it broadcasts the means to all.
+        if per_micro_batch:
+            means = torch.stack([torch.stack([m[k] for k in LOSS_METRICS]) for m in per_micro_batch]
+                                ).mean(0)
+        else:
+            means = torch.zeros(len(LOSS_METRICS), device=torch.cuda.current_device())
+        torch.distributed.broadcast(means, get_last_rank())
+        metrics = dict(zip(LOSS_METRICS, means.cpu().tolist()))
+        return metrics["loss"], metrics
+
+
+class _ActorHooks:
+    """The teacher pass's view of the actor (``aligner.teacher.TeacherHooks``)."""
+
+    def __init__(self, actor: MegatronGPTCoRewardActorModel) -> None:
+        self.actor = actor
+
+    def policy_state_to_cpu(self) -> dict[str, Any]:
+        return retrieve_model_state_dict_in_cpu(self.actor, megatron_amp_O2=self.actor.megatron_amp_O2)
+
+    def load_weights(self, state: Mapping[str, Any]) -> None:
+        swap_dict(self.actor, state, offload_onto_cpu=False, megatron_amp_O2=self.actor.megatron_amp_O2)
+
+    def refit_engine(self) -> None:
+        if self.actor.use_trtllm_generation:
+            self.actor.trtllm_generate.refit(self.actor.model)
+
+    def generate(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        # The parent's infer: no policy refit check, the engine holds the teacher on purpose.
+        return copy_twin_keys(batch, MegatronGPTReinforceActorModel.infer(self.actor, batch))

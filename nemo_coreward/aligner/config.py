@@ -1,0 +1,340 @@
+"""The ``coreward:`` section of the NeMo-Aligner GRPO config, validated at start.
+
+Everything NeMo-Aligner already reads (``trainer.grpo`` = its ``trainer.reinforce``,
+``model.grpo`` = its ``model.reinforce``) stays in NeMo's own keys; what Co-Reward adds
+lives under ``coreward:`` and is parsed here into frozen dataclasses, so a typo fails at
+start with the key's full path instead of being silently ignored hours into a run.
+Plain Python and OmegaConf only: no NeMo, Megatron or torch import, so the config tests
+run in any environment.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from nemo_coreward.reward import RewardConfig, reward_spec
+from nemo_coreward.rl import ADVANTAGES, AGGREGATIONS, KL_PENALTIES, LossConfig, TeacherConfig
+
+KL_MODES = ("loss", "reward", "none")
+TOO_LONG = ("drop", "error")
+
+__all__ = [
+    "AdvantageSection",
+    "ConfigError",
+    "CoRewardConfig",
+    "DataSection",
+    "KLSection",
+    "LossSection",
+    "ServerSection",
+    "TeacherSection",
+    "alias_grpo_sections",
+    "check_batch_layout",
+    "check_generation",
+    "register_resolvers",
+]
+
+
+class ConfigError(ValueError):
+    """A bad key or value; the message starts with the key's full path."""
+
+
+def _check_keys(section: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(section) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key (valid: {', '.join(allowed)})")
+
+
+def _build(cls: type, section: Mapping[str, Any] | None, where: str) -> Any:
+    section = dict(section or {})
+    names = tuple(f.name for f in fields(cls))
+    _check_keys(section, names, where)
+    try:
+        return cls(**section)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+@dataclass(frozen=True)
+class ServerSection:
+    """The reward server (``coreward serve``); ``enable: false`` scores in-process.
+
+    url: the server's HTTP address. timeout_s: per request. retries: on connection loss.
+    """
+
+    enable: bool = False
+    url: str = "http://127.0.0.1:8000"
+    timeout_s: float = 120.0
+    retries: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s!r}")
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise ValueError(f"retries must be an int >= 0, got {self.retries!r}")
+
+
+@dataclass(frozen=True)
+class AdvantageSection:
+    """estimator: an ``nemo_coreward.rl.ADVANTAGES`` name (grpo, dr_grpo, rloo); eps: GRPO's."""
+
+    estimator: str = "grpo"
+    eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.estimator not in ADVANTAGES:
+            raise ValueError(f"estimator {self.estimator!r} unknown; valid: "
+                             f"{', '.join(ADVANTAGES.names())}")
+        if not (0 <= self.eps < math.inf):
+            raise ValueError(f"eps must be finite and >= 0, got {self.eps!r}")
+
+
+@dataclass(frozen=True)
+class KLSection:
+    """mode: "loss" (a k3 term in the actor loss, the paper's choice), "reward"
+    (subtracted from the reward, NeMo-Aligner's way) or "none". coef: its weight.
+    type: a ``KL_PENALTIES`` name (k1, k2, k3/low_var_kl, abs)."""
+
+    mode: str = "loss"
+    coef: float = 0.005
+    type: str = "low_var_kl"
+
+    def __post_init__(self) -> None:
+        if self.mode not in KL_MODES:
+            raise ValueError(f"mode {self.mode!r} unknown; valid: {', '.join(KL_MODES)}")
+        if not (0 <= self.coef < math.inf):
+            raise ValueError(f"coef must be finite and >= 0, got {self.coef!r}")
+        if self.type not in KL_PENALTIES:
+            raise ValueError(f"type {self.type!r} unknown; valid: {', '.join(KL_PENALTIES.names())}")
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.mode != "none" and self.coef > 0
+
+
+@dataclass(frozen=True)
+class LossSection:
+    """ppo_clip: use the rollout-time log-probs as the old policy and clip the ratio to
+    [1 - clip_low, 1 + clip_high] (needed once a rollout batch feeds several optimiser
+    steps). agg: an ``AGGREGATIONS`` name for every loss term."""
+
+    ppo_clip: bool = False
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    agg: str = "token-mean"
+
+    def __post_init__(self) -> None:
+        if self.agg not in AGGREGATIONS:
+            raise ValueError(f"agg {self.agg!r} unknown; valid: {', '.join(AGGREGATIONS.names())}")
+
+
+@dataclass(frozen=True)
+class TeacherSection:
+    """Co-rewarding-II teacher averaging (see ``nemo_coreward.rl.teacher``), plus where its
+    weights are kept: keep_checkpoints snapshots beside the model checkpoints."""
+
+    update_interval: int = 1
+    alpha_start: float = 0.01
+    alpha_end: float = 1e-5
+    alpha: float | None = None
+    enabled: bool = True
+    keep_checkpoints: int = 2
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 1:
+            raise ValueError(f"keep_checkpoints must be an int >= 1, got {self.keep_checkpoints!r}")
+        self.averaging()  # validates the averaging keys
+
+    def averaging(self) -> TeacherConfig:
+        return TeacherConfig(enabled=self.enabled, update_interval=self.update_interval,
+                             alpha_start=self.alpha_start, alpha_end=self.alpha_end,
+                             alpha=self.alpha)
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """prompt_template: Python format string with ``{question}`` (the chat template of the
+    model, written out). use_rephrasings: roll out the twins too (False only for
+    co_rewarding_ii on data without twins). max_rephrasings: twins per record used.
+    too_long: a pair with any side longer than the prompt budget is "drop"ped when the
+    dataset is built (indices never shift at run time) or is an "error"."""
+
+    prompt_template: str = "{question}"
+    use_rephrasings: bool = True
+    max_rephrasings: int = 1
+    too_long: str = "drop"
+
+    def __post_init__(self) -> None:
+        if "{question}" not in self.prompt_template:
+            raise ValueError("prompt_template must contain '{question}'")
+        if not isinstance(self.max_rephrasings, int) or self.max_rephrasings < 0:
+            raise ValueError(f"max_rephrasings must be an int >= 0, got {self.max_rephrasings!r}")
+        if self.too_long not in TOO_LONG:
+            raise ValueError(f"too_long {self.too_long!r} unknown; valid: {', '.join(TOO_LONG)}")
+
+    @property
+    def num_sides(self) -> int:
+        return 1 + (self.max_rephrasings if self.use_rephrasings else 0)
+
+
+def _reward(section: Mapping[str, Any] | None, where: str) -> RewardConfig:
+    section = dict(section or {})
+    _check_keys(section, ("name", "equivalence", "fallbacks", "timeout_s"), where)
+    if "fallbacks" in section:
+        section["fallbacks"] = tuple(section["fallbacks"] or ())
+    try:
+        return RewardConfig(**section)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+@dataclass(frozen=True)
+class CoRewardConfig:
+    """The whole ``coreward:`` section. ``validation_reward`` scores validation rollouts
+    (one per side): ``ground_truth`` when the validation set has answers."""
+
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    validation_reward: RewardConfig = field(default_factory=RewardConfig)
+    server: ServerSection = field(default_factory=ServerSection)
+    advantage: AdvantageSection = field(default_factory=AdvantageSection)
+    kl: KLSection = field(default_factory=KLSection)
+    loss: LossSection = field(default_factory=LossSection)
+    teacher: TeacherSection = field(default_factory=TeacherSection)
+    data: DataSection = field(default_factory=DataSection)
+
+    SECTIONS = ("reward", "validation_reward", "server", "advantage", "kl", "loss",
+                "teacher", "data")
+
+    @classmethod
+    def from_mapping(cls, section: Mapping[str, Any] | None, where: str = "coreward"
+                     ) -> "CoRewardConfig":
+        """Parse a plain mapping (``OmegaConf.to_container(cfg.coreward, resolve=True)``)."""
+        section = dict(section or {})
+        _check_keys(section, cls.SECTIONS, where)
+        cfg = cls(
+            reward=_reward(section.get("reward"), f"{where}.reward"),
+            validation_reward=_reward(section.get("validation_reward"),
+                                      f"{where}.validation_reward"),
+            server=_build(ServerSection, section.get("server"), f"{where}.server"),
+            advantage=_build(AdvantageSection, section.get("advantage"), f"{where}.advantage"),
+            kl=_build(KLSection, section.get("kl"), f"{where}.kl"),
+            loss=_build(LossSection, section.get("loss"), f"{where}.loss"),
+            teacher=_build(TeacherSection, section.get("teacher"), f"{where}.teacher"),
+            data=_build(DataSection, section.get("data"), f"{where}.data"),
+        )
+        cfg._check_consistency(where)
+        return cfg
+
+    def _check_consistency(self, where: str) -> None:
+        for key, reward in (("reward", self.reward), ("validation_reward", self.validation_reward)):
+            if reward_spec(reward.name).needs_twins and self.data.num_sides < 2:
+                raise ConfigError(
+                    f"{where}.{key}.name: {reward.name!r} scores each side against its twin, "
+                    f"but {where}.data rolls out one side only (use_rephrasings/max_rephrasings)")
+            if reward_spec(reward.name).needs_token_stats:
+                raise ConfigError(f"{where}.{key}.name: {reward.name!r} needs per-token "
+                                  "statistics, which the NeMo-Aligner actor does not compute")
+        if reward_spec(self.validation_reward.name).needs_teacher:
+            raise ConfigError(f"{where}.validation_reward.name: validation has no teacher "
+                              "rollouts; use co_reward, majority or ground_truth")
+
+    @property
+    def needs_teacher(self) -> bool:
+        return reward_spec(self.reward.name).needs_teacher
+
+    @property
+    def needs_reference(self) -> bool:
+        """Reference (init policy or teacher) log-probs are computed each step."""
+        return self.kl.needs_reference
+
+    @property
+    def uses_custom_loss(self) -> bool:
+        """The stock REINFORCE loss suffices only without clipping and without a KL term."""
+        return self.loss.ppo_clip or (self.kl.mode == "loss" and self.kl.coef > 0)
+
+    def loss_config(self) -> LossConfig:
+        kl_coef = self.kl.coef if self.kl.mode == "loss" else 0.0
+        return LossConfig(clip_low=self.loss.clip_low, clip_high=self.loss.clip_high,
+                          kl_coef=kl_coef, kl_type=self.kl.type, agg=self.loss.agg)
+
+
+def check_batch_layout(pairs_per_step: int, num_sides: int, rollouts_per_prompt: int,
+                       rollout_micro_batch_size: int, forward_micro_batch_size: int,
+                       model_gbs: int, model_mbs: int, dp_size: int) -> tuple[int, int]:
+    """Validate the batch sizes; return (pairs per rollout micro-batch, rollouts per step).
+
+    ``rollout_micro_batch_size`` keeps NeMo-Aligner's meaning, sequences per generation
+    call (it sizes the TensorRT-LLM engine), and a call holds whole pairs, so it must be a
+    multiple of the sides per pair. ``pairs_per_step`` (``num_rollout_samples``) counts
+    pairs. A step rolls out pairs x sides x rollouts_per_prompt sequences; every DP rank
+    holds them all for the log-prob pass (in micro-batches of ``forward_micro_batch_size``)
+    and NeMo-Aligner splits them into optimiser steps of ``model.global_batch_size``.
+    """
+    rollouts = pairs_per_step * num_sides * rollouts_per_prompt
+    pairs_per_call = rollout_micro_batch_size // num_sides
+    checks = [
+        (rollout_micro_batch_size % num_sides == 0 and pairs_per_call > 0,
+         f"model.grpo.rollout_micro_batch_size ({rollout_micro_batch_size} sequences) must be a "
+         f"positive multiple of the sides per pair ({num_sides})"),
+        (pairs_per_call > 0 and pairs_per_step % (pairs_per_call * dp_size) == 0,
+         f"model.grpo.num_rollout_samples ({pairs_per_step} pairs) must be a multiple of pairs "
+         f"per generation call x data-parallel size ({pairs_per_call} x {dp_size})"),
+        (rollouts % forward_micro_batch_size == 0,
+         f"rollouts per step ({rollouts}) must be a multiple of "
+         f"model.grpo.forward_micro_batch_size ({forward_micro_batch_size})"),
+        (rollouts % model_gbs == 0,
+         f"rollouts per step ({pairs_per_step} pairs x {num_sides} sides x "
+         f"{rollouts_per_prompt} rollouts = {rollouts}) must be a multiple of "
+         f"model.global_batch_size ({model_gbs})"),
+        (model_gbs % (model_mbs * dp_size) == 0,
+         f"model.global_batch_size ({model_gbs}) must be a multiple of micro_batch_size x "
+         f"data-parallel size ({model_mbs} x {dp_size})"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    return pairs_per_call, rollouts
+
+
+def check_generation(coreward: CoRewardConfig, trt_llm_enable: bool, trt_llm_reshard: bool) -> None:
+    """Combinations the actor cannot run, refused at start.
+
+    The teacher pass swaps weights and refits the engine in the model's own parallel
+    layout; with ``trt_llm.reshard`` the engine runs in a TP-only layout that NeMo-Aligner
+    enters and leaves around generation, and refitting inside it is not supported.
+    """
+    if coreward.needs_teacher and trt_llm_enable and trt_llm_reshard:
+        raise ConfigError(f"trainer.grpo.trt_llm.reshard: must be False with "
+                          f"coreward.reward.name={coreward.reward.name!r} (teacher rollouts "
+                          "refit the engine in the training layout)")
+
+
+def alias_grpo_sections(cfg: Any) -> None:
+    """Expose ``trainer.grpo``/``model.grpo`` under the names NeMo-Aligner's classes read.
+
+    ``MegatronGPTReinforceActorModel`` reads ``model.reinforce.*``; the trainer gets
+    ``trainer.grpo`` directly. Works on an OmegaConf DictConfig (struct mode lifted here).
+    """
+    from omegaconf import open_dict
+
+    with open_dict(cfg):
+        if "grpo" not in cfg.model:
+            raise ConfigError("model.grpo: missing section (rollout and generation settings)")
+        if "grpo" not in cfg.trainer:
+            raise ConfigError("trainer.grpo: missing section (the GRPO loop settings)")
+        cfg.model.reinforce = cfg.model.grpo
+
+
+def register_resolvers() -> None:
+    """The resolvers the configs use: NeMo-Aligner's (``${multiply:...}`` etc.) and ours."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("multiply", lambda x, y: x * y, replace=True)
+    OmegaConf.register_new_resolver("int_div", lambda x, y: x // y, replace=True)
+    OmegaConf.register_new_resolver("subtract", lambda x, y: x - y, replace=True)
+    # Sides rolled out per pair, as DataSection.num_sides: ${coreward_sides:use, max}.
+    OmegaConf.register_new_resolver(
+        "coreward_sides", lambda use, k: DataSection(use_rephrasings=bool(use),
+                                                     max_rephrasings=int(k)).num_sides,
+        replace=True)
+

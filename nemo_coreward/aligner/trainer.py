@@ -1,0 +1,186 @@
+"""GRPO with Co-Reward on NeMo-Aligner 0.7.0's ``ReinforceTrainer``.
+
+What changes, and where (line numbers of ``nemo_aligner/algorithms/reinforce.py``, v0.7.0):
+
+- ``_run_inference`` (:248-338) is replaced: rollouts carry ``pair_id``/``side`` (the
+  actor copies them), the teacher generates after the policy when the reward needs one,
+  and the rewards are computed once ALL rollouts of the step exist, on the gathered batch,
+  then written into both the local and the global batch BEFORE
+  ``compute_rollout_metrics`` (:338), so ``train_rollouts/rewards`` and the rollout table
+  show the real Co-Reward rewards. The reward's collapse metrics are logged with them
+  (``train_rollouts/coreward_*``). A duck-typed ``rm`` whose futures resolve late would
+  also work, but it would see one micro-batch at a time and need hidden shared state to
+  know when the last twin arrived; see docs/nemo-aligner.md.
+- ``generate_reinforce_data`` (:194-246): per-(pair, side) group advantages from
+  ``nemo_coreward.rl.ADVANTAGES`` instead of the RLOO baseline over identical prompts,
+  expressed as ``rewards_with_kl - baseline``; the KL goes into the loss (k3, the paper's
+  choice; the actor computes it) or into the reward (NeMo-Aligner's way), by config.
+- ``generate_rollouts`` (:381-402): ``consumed_samples`` advances by the PAIRS of the step
+  (what the sampler counts), not by the rollouts, so data is not skipped and a resumed run
+  starts where it stopped.
+- ``save`` also writes the teacher's shard, so a resumed Co-rewarding-II run is exact.
+
+Fit loop, optimiser steps, validation, checkpoints, logging, TensorRT-LLM: NeMo-Aligner's.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from megatron.core import parallel_state as mcore_parallel_state
+from nemo_aligner.algorithms.reinforce import (
+    ReinforceRolloutBatch,
+    ReinforceTrainer,
+    compute_num_rollout_microbatches,
+)
+from nemo_aligner.utils import parallel_state
+from nemo_aligner.utils.parallel_state import trt_llm_reshard_region
+from nemo_aligner.utils.ppo_utils import create_mask
+from nemo_aligner.utils.utils import cpu_dict
+
+from nemo_coreward.aligner.advantages import consumed_after_step, reinforce_terms, sequence_kl
+from nemo_coreward.aligner.config import CoRewardConfig
+from nemo_coreward.aligner.scoring import RewardRouter, response_decoder
+from nemo_coreward.aligner.teacher import TeacherStore
+
+__all__ = ["CoRewardGRPOTrainer"]
+
+
+class CoRewardGRPOTrainer(ReinforceTrainer):
+    """``ReinforceTrainer`` with GRPO advantages and Co-Reward scoring (module docstring).
+
+    Extra arguments: ``coreward`` (the parsed ``coreward:`` section), ``rm`` is a
+    ``RewardRouter``, ``teacher_store`` where teacher snapshots go (Co-rewarding-II).
+    ``cfg`` is ``trainer.grpo`` (NeMo-Aligner's ``trainer.reinforce`` keys).
+    """
+
+    def __init__(self, *, coreward: CoRewardConfig, rm: RewardRouter,
+                 teacher_store: TeacherStore | None = None, **kwargs: Any) -> None:
+        super().__init__(rm=rm, **kwargs)
+        self.coreward = coreward
+        self.teacher_store = teacher_store
+        # NeMo-Aligner decides from initial_policy_kl_penalty; ours from coreward.kl.
+        self.compute_init_policy_kl = coreward.needs_reference
+        self.rollouts_per_pair = coreward.data.num_sides * self.cfg.num_rollouts_per_prompt
+        # The sampler's global batch counts dataset items, i.e. pairs.
+        self.pairs_per_step = self.train_dataloader_builder(
+            consumed_samples=0).batch_sampler.global_batch_size
+
+    # -- one step's rollouts --------------------------------------------------------------
+    def _run_inference(self, dataloader_builder, consumed_samples, is_validation):
+        reshard = trt_llm_reshard_region if self.trtllm_reshard else nullcontext
+        num_rollouts = 1 if is_validation else self.cfg.num_rollouts_per_prompt
+        with_teacher = self.coreward.needs_teacher and not is_validation
+        policy, teacher, batches = [], [], []
+        with reshard():
+            dataloader = dataloader_builder(consumed_samples=consumed_samples)
+            with self.timer("batch_iterator_init"):
+                batch_iterator = self.batch_iterator_cls(
+                    iter(dataloader.batch_sampler), compute_num_rollout_microbatches(dataloader),
+                    dataloader.dataset, self.collate_fn)
+            with self.timer("generate"):
+                for batch in batch_iterator:
+                    if with_teacher:
+                        batches.append(batch)
+                    policy.extend(self.model.infer(batch) for _ in range(num_rollouts))
+            if with_teacher:
+                with self.timer("teacher_generate"):
+                    teacher = self.model.teacher_rollouts(batches, num_rollouts, step=self.step + 1,
+                                                          total_steps=self.max_steps)
+            global_batch = self._gather(policy)
+            global_teacher = self._gather(teacher) if with_teacher else None
+        batch = global_batch.chunk(rank=parallel_state.get_data_parallel_rank(),
+                                   split_size=parallel_state.get_data_parallel_world_size(),
+                                   seed=self.step)
+        with self.timer("logprobs"):
+            batch["logprobs"] = self.model.get_inference_log_probs(batch["response_tokens"])
+        if not is_validation and self.compute_init_policy_kl:
+            with self.timer("init_logprobs"):
+                batch["init_logprobs"] = self.model.get_init_policy_logprobs(batch["response_tokens"])
+
+        with self.timer("reward"):
+            rewards, reward_metrics = self._score(global_batch, global_teacher, dataloader.dataset,
+                                                  is_validation)
+        batch["rewards"] = rewards.to(batch["response_tokens"].device)
+        global_batch["rewards"] = rewards.to(global_batch["response_tokens"].device)
+        metrics = self.compute_rollout_metrics(global_batch)
+        metrics.update({f"coreward_{k}": v for k, v in reward_metrics.items()})
+        if with_teacher and self.model.teacher.last_alpha is not None:
+            metrics["coreward_teacher_alpha"] = self.model.teacher.last_alpha
+        return batch, cpu_dict(metrics)
+
+    def _gather(self, rollouts):
+        local = ReinforceRolloutBatch.from_rollout_batches(
+            rollouts, eos_id=self.model.tokenizer.eos_id,
+            rollout_batch_seq_length=self.cfg.rollout_batch_seq_length)
+        return local.gather_and_balance_globally()
+
+    def _score(self, batch, teacher, dataset, is_validation):
+        config = self.coreward.validation_reward if is_validation else self.coreward.reward
+        tokenizer = self.model.tokenizer
+
+        def decoder(b):
+            return response_decoder(tokenizer, b["response_tokens"].cpu(), b["prompt_lengths"].cpu(),
+                                    b["response_lengths"].cpu())
+
+        teacher_part = None
+        if teacher is not None:
+            teacher_part = (teacher["pair_id"].cpu(), teacher["side"].cpu(), decoder(teacher))
+        return self.rm.score(config, batch["pair_id"].cpu(), batch["side"].cpu(), decoder(batch),
+                             ground_truth=getattr(dataset, "ground_truth", None),
+                             teacher=teacher_part)
+
+    # -- advantages -----------------------------------------------------------------------
+    def generate_reinforce_data(self, rollout_batch):
+        logprobs = rollout_batch["logprobs"]
+        mask = create_mask(values=logprobs, prompt_lengths=rollout_batch["prompt_lengths"],
+                           response_lengths=rollout_batch["response_lengths"])
+        kl_cfg = self.coreward.kl
+        kl = None
+        if self.compute_init_policy_kl:
+            kl = sequence_kl(logprobs, rollout_batch["init_logprobs"], mask, kl_cfg.type)
+        terms = reinforce_terms(
+            rollout_batch["rewards"], rollout_batch["pair_id"], rollout_batch["side"],
+            estimator=self.coreward.advantage.estimator, eps=self.coreward.advantage.eps,
+            kl=kl if kl_cfg.mode == "reward" else None, kl_coef=kl_cfg.coef)
+        data = {"mask": mask, "rewards_with_kl": terms.rewards_with_kl, "baseline": terms.baseline,
+                "response_tokens": rollout_batch["response_tokens"],
+                "is_end": rollout_batch["is_end"]}
+        if self.coreward.loss.ppo_clip:
+            data["prev_logprobs"] = logprobs
+        if kl_cfg.mode == "loss" and self.compute_init_policy_kl:
+            data["init_logprobs"] = rollout_batch["init_logprobs"]
+        # Every DP rank holds the whole global batch, so these means are already global.
+        metrics = {
+            "init_policy_kl": float(kl.mean()) if kl is not None else 0.0,
+            "rewards_with_kl": float(terms.rewards_with_kl.mean()),
+            "advantages_abs_mean": float(terms.advantages.abs().mean()),
+        }
+        return data, metrics
+
+    def generate_rollouts(self):
+        with self.timer("prepare_for_inference"):
+            self.model.prepare_for_inference()
+        batch, metrics = self._run_inference(self.train_dataloader_builder,
+                                             consumed_samples=self.consumed_samples,
+                                             is_validation=False)
+        self.consumed_samples = consumed_after_step(self.consumed_samples, self.pairs_per_step,
+                                                    metrics["rollout_size"], self.rollouts_per_pair)
+        data, grpo_metrics = self.generate_reinforce_data(batch)
+        with self.timer("finish_inference"):
+            self.model.finish_inference()
+        return (data, metrics | grpo_metrics | {"consumed_samples": self.consumed_samples},
+                self.timer.consume_durations())
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def save(self, extra_candidates=None, is_train_end=False):
+        super().save(extra_candidates, is_train_end=is_train_end)
+        teacher = getattr(self.model, "teacher", None)
+        if self.teacher_store is not None and teacher is not None \
+                and parallel_state.get_data_parallel_rank() == 0:
+            self.teacher_store.save(self.step, teacher.state,
+                                    mcore_parallel_state.get_tensor_model_parallel_rank(),
+                                    mcore_parallel_state.get_pipeline_model_parallel_rank())
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()

@@ -1,0 +1,179 @@
+"""A duck-typed CPU stand-in for ``MegatronGPTCoRewardActorModel``: the methods the trainer
+calls (hooks doc, "Actor surface"), on a tiny torch policy, with scripted generations.
+
+Generation is scripted (answers drawn per (pair, side) from a seeded generator) because the
+test checks the data path, not the model; log-probs, the loss and the optimiser are real.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from nemo_coreward.aligner.actor import copy_twin_keys
+from nemo_coreward.aligner.loss import actor_loss
+from nemo_coreward.aligner.teacher import EngineWeights, TeacherRollouts, teacher_from_state
+from nemo_coreward.rl import LossConfig
+
+from .helpers import EOS, CharTokenizer
+
+VOCAB = 260
+
+
+class TinyPolicy(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = torch.nn.Embedding(VOCAB, 8)
+        self.out = torch.nn.Linear(8, VOCAB)
+
+    def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, S) -> (B, S-1): log p(token t+1 | token t)."""
+        logits = self.out(self.emb(tokens[:, :-1])).log_softmax(-1)
+        return logits.gather(-1, tokens[:, 1:, None]).squeeze(-1)
+
+
+def fingerprint(state) -> float:
+    """A fixed random linear functional of the weights: averaging weights averages it."""
+    flat = torch.cat([v.detach().double().flatten() for v in state.values()])
+    probe = torch.randn(flat.numel(), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return float(flat @ probe)
+
+
+class CpuActor:
+    def __init__(self, loss: LossConfig, seed: int = 0) -> None:
+        self.tokenizer = CharTokenizer()
+        self.model = TinyPolicy()
+        self.init_policy_state_dict = teacher_from_state(self.model.state_dict())
+        self.coreward_loss = loss
+        self.generator = torch.Generator().manual_seed(seed)
+        self.calls: list[str] = []
+        self.loss_batches: list[dict[str, torch.Tensor]] = []
+        self.generated: list[tuple[int, int, str, str]] = []  # (pair, side, who, text)
+        self.teacher: TeacherRollouts | None = None
+        self.engine_weights = EngineWeights()
+        self.weights_at_refit: list[float] = []
+
+    # -- generation
+    def prepare_for_inference(self):
+        self.calls.append("prepare_for_inference")
+        self._refit()
+        self.engine_weights.mark("policy")
+
+    def finish_inference(self):
+        self.calls.append("finish_inference")
+
+    def _refit(self):
+        self.weights_at_refit.append(fingerprint(self.model.state_dict()))
+
+    def _generate(self, batch, who):
+        texts = []
+        for pair, side in zip(batch["pair_id"].tolist(), batch["side"].tolist()):
+            k = int(torch.randint(0, 4, (1,), generator=self.generator))
+            texts.append("hmm" if k == 3 else f"\\boxed{{{pair % 2 + k}}}")
+            self.generated.append((pair, side, who, texts[-1]))
+        ids = [self.tokenizer.text_to_ids(t) + [EOS] for t in texts]
+        lengths = batch["length"]
+        width = int(lengths.max()) + max(len(i) for i in ids)
+        tokens = torch.full((len(ids), width), EOS, dtype=torch.long)
+        for r, (n, extra) in enumerate(zip(lengths.tolist(), ids)):
+            tokens[r, :n] = batch["text"][r, :n]
+            tokens[r, n:n + len(extra)] = torch.tensor(extra)
+        out = {"response_tokens": tokens, "prompt_lengths": lengths.clone(),
+               "response_lengths": lengths + torch.tensor([len(i) for i in ids]),
+               "is_end": torch.ones(len(ids), dtype=torch.bool)}
+        return copy_twin_keys(batch, out)
+
+    def infer(self, batch):
+        self.calls.append("infer")
+        if self.engine_weights.policy_refit_needed:
+            self._refit()
+            self.engine_weights.mark("policy")
+        return self._generate(batch, "policy")
+
+    def teacher_rollouts(self, batches, num_rollouts, step, total_steps):
+        self.calls.append("teacher_rollouts")
+        return self.teacher.rollouts(_Hooks(self), batches, num_rollouts, step, total_steps)
+
+    @torch.no_grad()
+    def get_inference_log_probs(self, response_tokens, forward_micro_batch_size=None):
+        return self.model.logprobs(response_tokens)
+
+    @torch.no_grad()
+    def get_init_policy_logprobs(self, response_tokens):
+        self.calls.append("init_logprobs")
+        policy = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.init_policy_state_dict)
+        try:
+            return self.model.logprobs(response_tokens)
+        finally:
+            self.model.load_state_dict(policy)
+
+    # -- training
+    def prepare_for_training(self):
+        self.calls.append("prepare_for_training")
+
+    def finish_training(self):
+        self.calls.append("finish_training")
+
+    def prepare_for_training_step(self):
+        pass
+
+    def finish_training_step(self):
+        pass
+
+    def get_loss_and_metrics(self, batch, forward_only):
+        self.loss_batches.append({k: v.clone() for k, v in batch.items()})
+        loss, metrics = actor_loss(self.model.logprobs(batch["response_tokens"]), batch,
+                                   self.coreward_loss)
+        if not forward_only:
+            loss.backward()
+        return float(loss), {k: float(v) for k, v in metrics.items()}
+
+
+class _Hooks:
+    def __init__(self, actor: CpuActor) -> None:
+        self.actor = actor
+
+    def policy_state_to_cpu(self):
+        self.actor.calls.append("policy_to_cpu")
+        return {k: v.clone() for k, v in self.actor.model.state_dict().items()}
+
+    def load_weights(self, state):
+        self.actor.calls.append("load_weights")
+        self.actor.model.load_state_dict(state)
+
+    def refit_engine(self):
+        self.actor.calls.append("refit_teacher")
+        self.actor._refit()
+
+    def generate(self, batch):
+        self.actor.calls.append("teacher_infer")
+        return self.actor._generate(batch, "teacher")
+
+
+class Recorder:
+    """Logger, checkpoint callback and run timer in one: records what the trainer reports."""
+
+    def __init__(self) -> None:
+        self.metrics: list[tuple[str, int, dict[str, Any]]] = []
+        self.tables: list[Any] = []
+        self.saves: list[dict[str, Any]] = []
+
+    def log_metrics(self, metrics, step, prefix=""):
+        self.metrics.append((prefix, step, dict(metrics)))
+
+    def log_table(self, key, dataframe, step):
+        self.tables.append((key, step, dataframe.copy()))
+
+    def finalize(self):
+        pass
+
+    def custom_save(self, monitor_candidates, is_train_end):
+        self.saves.append(dict(monitor_candidates))
+
+    def start_time(self):
+        pass
+
+    def is_finished(self):
+        return False

@@ -1,0 +1,196 @@
+"""CoRewardGRPOTrainer with the REAL NeMo-Aligner ReinforceTrainer loop, on CPU.
+
+A duck-typed actor (cpu_actor.py) stands in for the Megatron actor; NeMo-Aligner's own
+fit loop, rollout stacking/gathering, batch iterator, sampler and dataloader builder run
+for real in a one-process gloo group. Only ``torch.cuda.current_device`` and
+``torch.cuda.synchronize`` are patched (NeMo-Aligner allocates its gather buffers on the
+current CUDA device).
+"""
+from __future__ import annotations
+
+import socket
+from functools import partial
+
+import pytest
+import torch
+
+pytest.importorskip("nemo_aligner")
+pytest.importorskip("megatron.core")
+
+from omegaconf import OmegaConf  # noqa: E402
+
+from nemo_coreward.aligner.config import CoRewardConfig  # noqa: E402
+from nemo_coreward.aligner.data import TwinPromptDataset, twin_collate  # noqa: E402
+from nemo_coreward.aligner.scoring import ParallelLayout, RewardRouter  # noqa: E402
+from nemo_coreward.aligner.teacher import TeacherRollouts, TeacherStore, teacher_from_state  # noqa: E402
+from nemo_coreward.data.records import PairRecord  # noqa: E402
+from nemo_coreward.reward import RewardConfig, Rollout, score_rollouts  # noqa: E402
+from nemo_coreward.rl import grpo_advantages  # noqa: E402
+from nemo_coreward.server import LocalScorer  # noqa: E402
+
+from .cpu_actor import CpuActor, Recorder, fingerprint  # noqa: E402
+from .helpers import CharTokenizer  # noqa: E402
+
+PAIRS_PER_STEP, N = 4, 3
+
+
+@pytest.fixture(scope="module")
+def one_rank():
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
+    ps.initialize_model_parallel(1, 1)
+    yield
+    ps.destroy_model_parallel()
+    dist.destroy_process_group()
+
+
+@pytest.fixture
+def cpu_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: "cpu")
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    # NeMo-Aligner's rebalance_nd_tensor all-gathers a 0-d count, which NCCL accepts and
+    # gloo refuses ("expected (), got (1)"): give gloo the same count as a (1,) tensor.
+    gather = torch.distributed.all_gather_into_tensor
+
+    def gather_0d_as_1d(output, inp, *args, **kwargs):
+        return gather(output, inp.reshape(1) if inp.dim() == 0 else inp, *args, **kwargs)
+
+    monkeypatch.setattr(torch.distributed, "all_gather_into_tensor", gather_0d_as_1d)
+
+
+def _build(coreward: CoRewardConfig, tmp_path, teacher: bool = False):
+    from nemo_aligner.data.nlp.builders import build_dataloader
+    from nemo_aligner.utils.batch_iterators import get_batch_iterator_cls
+
+    from nemo_coreward.aligner.trainer import CoRewardGRPOTrainer
+
+    sides = coreward.data.num_sides
+    cfg = OmegaConf.create({
+        "model": {"seed": 7, "data": {"num_workers": 0}},
+        "trainer": {"grpo": {
+            "max_epochs": 1, "max_steps": 2, "val_check_interval": 2, "save_interval": 2,
+            "gradient_clip_val": 0, "initial_policy_kl_penalty": 0.0, "use_absolute_kl": True,
+            "num_rollouts_per_prompt": N, "rollout_batch_seq_length": None,
+            "model_gbs": PAIRS_PER_STEP * sides * N, "model_mbs": 1}}})
+    records = [PairRecord(f"r{i}", f"What is {i}+{i}?", (f"Twice {i}?",), str(i % 2 + 1))
+               for i in range(12)]
+    datasets = {name: TwinPromptDataset(records[:n], CharTokenizer(), max_prompt_length=64,
+                                        data=coreward.data, name=name)
+                for name, n in (("train", 12), ("validation", 4))}
+    collate = partial(twin_collate, response_length=16, eos_id=0)
+    actor = CpuActor(coreward.loss_config())
+    if teacher:
+        actor.teacher = TeacherRollouts(teacher_from_state(actor.model.state_dict()),
+                                        coreward.teacher.averaging(), actor.engine_weights)
+        actor.init_policy_state_dict = actor.teacher.state
+    optimizer = torch.optim.SGD(actor.model.parameters(), lr=0.5)
+    recorder = Recorder()
+    trainer = CoRewardGRPOTrainer(
+        cfg=cfg.trainer.grpo, model=actor, optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
+        train_dataloader_builder=partial(build_dataloader, cfg=cfg, dataset=datasets["train"],
+                                         mbs=2, gbs=PAIRS_PER_STEP, collate_fn=collate,
+                                         load_gbs=False),
+        val_dataloader_builder=partial(build_dataloader, cfg=cfg, dataset=datasets["validation"],
+                                       mbs=2, gbs=4, collate_fn=collate, load_gbs=False,
+                                       use_random_sampler=False),
+        collate_fn=collate, rm=RewardRouter(LocalScorer(), ParallelLayout.from_megatron()),
+        batch_iterator_cls=get_batch_iterator_cls({}), logger=recorder, ckpt_callback=recorder,
+        run_timer=recorder, coreward=coreward,
+        teacher_store=TeacherStore(tmp_path / "teacher") if teacher else None)
+    return trainer, actor, recorder, datasets
+
+
+def _step_rollouts(actor, who, step_index, per_step):
+    rows = [g for g in actor.generated if g[2] == who]
+    return rows[step_index * per_step:(step_index + 1) * per_step]
+
+
+def test_two_grpo_steps_log_real_rewards_feed_grpo_advantages_and_count_pairs(
+        one_rank, cpu_cuda, tmp_path):
+    coreward = CoRewardConfig()  # co_reward, KL 0.005 k3 as a loss term
+    trainer, actor, rec, data = _build(coreward, tmp_path)
+    before = [p.detach().clone() for p in actor.model.parameters()]
+    trainer.fit()
+
+    per_step = PAIRS_PER_STEP * 2 * N
+    rollout_logs = [m for prefix, _, m in rec.metrics if prefix == "train_rollouts/"]
+    assert len(rollout_logs) == 2 and len(actor.loss_batches) == 2  # one optimiser step each
+    seen_pairs = []
+    for step, (logged, batch) in enumerate(zip(rollout_logs, actor.loss_batches)):
+        rows = _step_rollouts(actor, "policy", step, per_step)
+        direct = score_rollouts(
+            [Rollout(p, s, t, data["train"].ground_truth(p)) for p, s, t, _ in [
+                (p, s, t, w) for p, s, w, t in rows]], RewardConfig())
+        assert logged["rewards"] == pytest.approx(sum(direct.rewards) / per_step)
+        assert logged["coreward_reward_mean"] == pytest.approx(direct.metrics["reward_mean"])
+        assert logged["coreward_pseudo_label_accuracy"] == pytest.approx(
+            direct.metrics["pseudo_label_accuracy"])
+        assert logged["consumed_samples"] == (step + 1) * PAIRS_PER_STEP  # pairs, not rollouts
+        groups = torch.tensor([p * 2 + s for p, s, _, _ in rows])
+        expected = grpo_advantages(torch.tensor(direct.rewards), groups)
+        torch.testing.assert_close(batch["rewards_with_kl"] - batch["baseline"], expected)
+        assert "init_logprobs" in batch and "prev_logprobs" not in batch
+        seen_pairs.append({p for p, _, _, _ in rows})
+    assert seen_pairs[0].isdisjoint(seen_pairs[1])  # the sampler did not skip or repeat
+    train_table = [t for key, _, t in rec.tables if key == "table/train_rollouts"][-1]
+    first_rows = [_step_rollouts(actor, "policy", s, per_step)[0] for s in (0, 1)]
+    expected_table = [score_rollouts([Rollout(p, s, t) for p, s, _, t in
+                                      _step_rollouts(actor, "policy", st, per_step)],
+                                     RewardConfig()).rewards[0] for st in (0, 1)]
+    assert list(train_table["reward"]) == expected_table  # the table shows real rewards
+    assert list(train_table["response"]) == [t for _, _, _, t in first_rows]
+    assert rec.saves and int(rec.saves[-1]["consumed_samples"]) == 2 * PAIRS_PER_STEP
+    assert int(rec.saves[-1]["step"]) == 2
+    after = list(actor.model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(after, before))
+    val_logs = [m for prefix, _, m in rec.metrics if prefix == "val_rollouts/"]
+    assert len(val_logs) == 1 and val_logs[0]["rollout_size"] == 4 * 2  # one per side
+
+
+def test_teacher_generates_after_the_policy_with_averaged_weights_and_is_saved(
+        one_rank, cpu_cuda, tmp_path):
+    coreward = CoRewardConfig.from_mapping({
+        "reward": {"name": "co_rewarding_combined"}, "kl": {"coef": 0.001},
+        "teacher": {"alpha": 0.5}})
+    trainer, actor, rec, data = _build(coreward, tmp_path, teacher=True)
+    teacher0 = {k: v.clone() for k, v in actor.teacher.state.items()}
+    trainer.fit()
+
+    calls = actor.calls
+    first = calls.index("teacher_rollouts")
+    assert calls[:first] == ["prepare_for_inference"] + ["infer"] * (2 * N)
+    k = 2 * N  # two micro-batches of 2 pairs, N rollouts each
+    assert calls[first:first + 5 + k] == ["teacher_rollouts", "policy_to_cpu", "load_weights",
+                                          "refit_teacher"] + ["teacher_infer"] * k + ["load_weights"]
+    assert calls[first + 5 + k] == "init_logprobs"  # the KL reference is the teacher, after it
+    # refit 0: policy at prepare; refit 1: teacher = 0.5 teacher0 + 0.5 policy == policy (equal at start)
+    assert actor.weights_at_refit[1] == pytest.approx(actor.weights_at_refit[0])
+    # step 2: the policy moved, the teacher is halfway between its old self and the policy
+    policy_step2 = actor.weights_at_refit[2]
+    assert actor.weights_at_refit[3] == pytest.approx(0.5 * actor.weights_at_refit[1] + 0.5 * policy_step2,
+                                                      rel=1e-5)
+    assert fingerprint(teacher0) != pytest.approx(fingerprint(actor.teacher.state), rel=1e-6)
+    assert actor.weights_at_refit[3] == pytest.approx(fingerprint(actor.teacher.state), rel=1e-9)
+    store = TeacherStore(tmp_path / "teacher")
+    assert store.steps() == [2]
+    restored = teacher_from_state(actor.model.state_dict())
+    store.load_into(restored, 2, 0, 0)
+    for key, value in actor.teacher.state.items():
+        torch.testing.assert_close(restored[key], value)
+
+    per_step = PAIRS_PER_STEP * 2 * N
+    logged = [m for prefix, _, m in rec.metrics if prefix == "train_rollouts/"][0]
+    pol = _step_rollouts(actor, "policy", 0, per_step)
+    tea = _step_rollouts(actor, "teacher", 0, per_step)
+    direct = score_rollouts([Rollout(p, s, t) for p, s, _, t in pol],
+                            RewardConfig(name="co_rewarding_combined"),
+                            teacher=[Rollout(p, s, t) for p, s, _, t in tea])
+    assert logged["rewards"] == pytest.approx(sum(direct.rewards) / per_step)
+    assert logged["coreward_teacher_alpha"] == 0.5
+    assert "coreward_teacher_policy_agreement" in logged
