@@ -63,7 +63,7 @@ class ServerSection:
     """
 
     enable: bool = False
-    url: str = "http://127.0.0.1:8000"
+    url: str = "http://127.0.0.1:5590"
     timeout_s: float = 120.0
     retries: int = 3
 

@@ -51,6 +51,7 @@ class GradedBatch:
     grader: Grader
     # Filled by a voting reward: the class each policy group was scored against.
     label_class: dict[GroupKey, int] = field(default_factory=dict)
+    grader_timeouts: int = 0  # symbolic comparisons that timed out while grading this batch
 
     def group_keys(self) -> list[GroupKey]:
         return list(self.policy.groups)
@@ -75,6 +76,7 @@ def grade(
     grader: Grader,
     fallbacks: Sequence[str] = (),
 ) -> GradedBatch:
+    timeouts_before = grader.timeouts
     policy_groups = _index(rollouts, "policy")
     teacher_groups = _index(teacher, "teacher")
     answers = [extract_answer(r.response, fallbacks) for r in rollouts]
@@ -115,4 +117,5 @@ def grade(
         gt_class=gt_class,
         sides=sides,
         grader=grader,
+        grader_timeouts=grader.timeouts - timeouts_before,
     )
