@@ -1,0 +1,177 @@
+"""One GRPO step of the embedded trainer against TRL's GRPOTrainer, same run, same work.
+
+    .venv/bin/python benchmarks/trainer_vs_trl.py                  # fp32, 4 steps each
+    .venv/bin/python benchmarks/trainer_vs_trl.py --precision bf16-mixed
+    .venv/bin/python benchmarks/trainer_vs_trl.py --kl 0.005       # with a reference model
+
+Both sides train SmolLM2-135M-Instruct (the converted bundled GGUF) on the same synthetic
+twins, in the same order (TRL without shuffling, twins adjacent), with the same prompt
+(system turn + one-shot example through the chat template), the same number of prompts
+per step, rollouts per prompt, temperature and generation length, the same precision and
+torch threads, and the same reward: TRL's reward function calls the project's
+``score_rollouts`` (Co-Reward, twins voting for each other). TRL keeps its own defaults
+otherwise (gradient checkpointing, the "dapo" loss), as a user would run it.
+
+Each trainer runs in its own process (peak RSS is per process). Reported: median step
+time over steps 2..N (step 1 carries one-off warm-up), generated tokens per second of
+step time, peak RSS, and the ratio ours / TRL. Needs ``pip install trl -c constraints.txt``
+(TRL 1.16 works with torch 2.13.0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def _ours(a: argparse.Namespace, out: Path) -> dict:
+    import torch
+
+    from nemo_coreward.embedded.config import load
+    from nemo_coreward.embedded.rundir import read_metrics
+    from nemo_coreward.embedded.trainer import train
+
+    torch.set_num_threads(a.threads)
+    cfg = load("default", [
+        f"data.pairs_per_step={a.pairs}", f"rollout.n={a.n}", f"rollout.temperature={a.temperature}",
+        f"rollout.max_new_tokens={a.max_new_tokens}", f"model.precision={a.precision}",
+        f"model.threads={a.threads}", f"loss.kl_coef={a.kl}", f"train.steps={a.steps}",
+        f"optim.lr={a.lr}", f"update.micro_batch_prompts={a.pairs * 2}", "eval.enabled=false",
+        "train.checkpoint_every=0", "train.export=false", "train.progress=false",
+        "train.sample_every=0", f"output_root={out}", f"seed={a.seed}",
+    ])
+    result = train(cfg, echo=lambda _: None)
+    rows = read_metrics(result.run_dir)
+    return {
+        "step_s": [r["time/step"] for r in rows],
+        "tokens": [r["response_length"] * r["n_rollouts"] for r in rows],
+        "reward": [r["reward_mean"] for r in rows],
+    }
+
+
+def _trl(a: argparse.Namespace, out: Path) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from nemo_coreward.data import synthetic
+    from nemo_coreward.embedded.config import load
+    from nemo_coreward.embedded.model import ModelConfig, load_tokenizer, model_dir
+    from nemo_coreward.embedded.prompts import messages
+    from nemo_coreward.reward import RewardConfig, Rollout, score_rollouts
+
+    torch.set_num_threads(a.threads)
+    prompt_cfg = load("default").prompt
+    records = synthetic.generate(a.pairs * a.steps, seed=a.seed)
+    rows = [{"prompt": messages(text, prompt_cfg), "pair_id": r.id, "side": side,
+             "answer": r.answer} for r in records for side, text in enumerate(
+                 [r.question, r.rephrasings[0]])]
+
+    def co_reward(prompts, completions, pair_id, side, answer, **_):
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        batch = [Rollout(p, s, t, g) for p, s, t, g in zip(pair_id, side, texts, answer)]
+        return score_rollouts(batch, RewardConfig("co_reward")).rewards
+
+    class Clock(TrainerCallback):
+        def __init__(self) -> None:
+            self.step_s, self.lengths, self.rewards, self._t = [], [], [], 0.0
+
+        def on_step_begin(self, args, state, control, **kw):
+            self._t = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.step_s.append(time.perf_counter() - self._t)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "completions/mean_length" in logs:
+                self.lengths.append(logs["completions/mean_length"])
+                self.rewards.append(logs.get("reward", float("nan")))
+
+    path = model_dir(ModelConfig())
+    args = GRPOConfig(
+        output_dir=str(out), per_device_train_batch_size=a.pairs * 2 * a.n,
+        num_generations=a.n, max_completion_length=a.max_new_tokens, temperature=a.temperature,
+        top_p=1.0, beta=a.kl, learning_rate=a.lr, max_steps=a.steps, logging_steps=1,
+        save_strategy="no", report_to="none", use_cpu=True, bf16=a.precision != "32-true",
+        shuffle_dataset=False, seed=a.seed, model_init_kwargs={"dtype": torch.float32},
+        dataloader_num_workers=0,
+    )
+    clock = Clock()
+    trainer = GRPOTrainer(model=str(path), reward_funcs=co_reward, args=args,
+                          train_dataset=Dataset.from_list(rows),
+                          processing_class=load_tokenizer(path), callbacks=[clock])
+    trainer.train()
+    per_step = a.pairs * 2 * a.n
+    return {"step_s": clock.step_s, "tokens": [m * per_step for m in clock.lengths],
+            "reward": clock.rewards}
+
+
+def _worker(a: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        result = (_ours if a.worker == "ours" else _trl)(a, Path(tmp))
+    result["peak_rss_gib"] = _peak_rss_gib()
+    Path(a.json).write_text(json.dumps(result))
+
+
+def _summary(r: dict) -> dict:
+    steps = r["step_s"][1:] or r["step_s"]
+    toks = r["tokens"][1:] or r["tokens"]
+    step = statistics.median(steps)
+    return {"step_s": step, "tok_s": statistics.median(t / s for t, s in zip(toks, steps)),
+            "rss": r["peak_rss_gib"], "reward": r["reward"]}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--pairs", type=int, default=4, help="pairs per step (x2 sides = prompts)")
+    p.add_argument("--n", type=int, default=4, help="rollouts per prompt")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    p.add_argument("--kl", type=float, default=0.0)
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--which", default="both", choices=["both", "ours", "trl"])
+    p.add_argument("--out", help="write the results as JSON here")
+    p.add_argument("--worker", choices=["ours", "trl"], help=argparse.SUPPRESS)
+    p.add_argument("--json", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.worker:
+        _worker(a)
+        return 0
+    results = {}
+    for which in (["ours", "trl"] if a.which == "both" else [a.which]):
+        with tempfile.NamedTemporaryFile(suffix=".json") as f:
+            cmd = [sys.executable, __file__, *sys.argv[1:], "--worker", which, "--json", f.name]
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True)
+            results[which] = {**_summary(json.loads(Path(f.name).read_text())),
+                              "wall_s": time.perf_counter() - start}
+    print(f"\n{a.pairs * 2} prompts x {a.n} rollouts x {a.max_new_tokens} new tokens, "
+          f"{a.precision}, KL {a.kl}, {a.threads} threads, median of steps 2..{a.steps}")
+    print(f"{'':<22}" + "".join(f"{k:>12}" for k in results))
+    for key, label in (("step_s", "step time (s)"), ("tok_s", "generated tok/s"),
+                       ("rss", "peak RSS (GiB)")):
+        print(f"{label:<22}" + "".join(f"{v[key]:>12.2f}" for v in results.values()))
+    if len(results) == 2:
+        print(f"ratio ours / TRL step time: {results['ours']['step_s'] / results['trl']['step_s']:.2f}")
+    if a.out:
+        Path(a.out).write_text(json.dumps({"args": vars(a), "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

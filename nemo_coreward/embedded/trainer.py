@@ -1,0 +1,356 @@
+"""The embedded trainer: label-free GRPO (Co-Reward and friends) on one machine.
+
+``setup(cfg)`` builds everything a run needs and returns it as one named record;
+``train(cfg)`` reads top to bottom: evaluate before, then per step
+draw pairs -> policy rollouts -> [teacher update -> teacher rollouts] -> rewards ->
+advantages -> update, logging and checkpointing as configured, then export and evaluate
+after. Each phase is timed into the step's metrics (``time/...``).
+
+What the paper's verl recipe does and this trainer simplifies: one process, Hugging Face
+``generate`` instead of vLLM, the whole batch in one optimiser step (the recipe's
+mini-batch = batch), the token mean taken over both sides at once (see ``update.py``).
+"""
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+
+from nemo_coreward.embedded import checkpoint
+from nemo_coreward.embedded.config import TrainConfig, to_yaml
+from nemo_coreward.embedded.data import PairCursor, Prompt, check_twins, load_pairs, prompts_for
+from nemo_coreward.embedded.evaluate import eval_prompts, evaluate, heldout_pairs
+from nemo_coreward.embedded.model import load_causal_lm, load_tokenizer, model_dir
+from nemo_coreward.embedded.optim import build_optimizer, build_scheduler
+from nemo_coreward.embedded.prompts import render
+from nemo_coreward.embedded.rollout import DTYPES, Rollouts, encode_prompts, sample
+from nemo_coreward.embedded.rundir import RunLog, new_run_dir
+from nemo_coreward.embedded.scoring import Scorer, to_rollouts
+from nemo_coreward.embedded.update import advantages_for, update_policy
+from nemo_coreward.reward import ScoredBatch, reward_spec
+from nemo_coreward.rl import ema_update_
+
+
+@dataclass
+class Session:
+    """Everything ``setup`` built. ``policy`` is Fabric's wrapper (training forwards);
+    ``raw_policy`` the module itself (teacher averaging, export); ``generator`` the
+    weights rollouts and evaluation sample from: ``raw_policy`` itself, or a copy in
+    ``rollout.dtype`` refreshed after every update."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    log: RunLog
+    fabric: Any
+    tokenizer: Any
+    policy: Any
+    raw_policy: torch.nn.Module
+    generator: torch.nn.Module
+    reference: Optional[torch.nn.Module]
+    teacher_moves: bool
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    pairs: list
+    cursor: PairCursor
+    scorer: Scorer
+    eval_prompts: list[Prompt]
+    start_step: int = 0
+    evals: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    last_step: int
+    metrics: dict
+    eval_before: Optional[dict]
+    eval_after: Optional[dict]
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised after an interrupted run has saved what it could; ``checkpoint`` may be None."""
+
+    def __init__(self, checkpoint: Optional[Path]) -> None:
+        super().__init__(f"interrupted; resume from {checkpoint}" if checkpoint else "interrupted")
+        self.checkpoint = checkpoint
+
+
+def _fabric(cfg: TrainConfig) -> Any:
+    from lightning_fabric import Fabric
+
+    # A single-process run on a machine that has SLURM installed is not a SLURM job.
+    warnings.filterwarnings("ignore", message="The `srun` command is available")
+
+    device = cfg.model.resolved_device()
+    accelerator = "cuda" if device.startswith("cuda") else "cpu"
+    devices: Any = [int(device.split(":")[1])] if ":" in device else 1
+    return Fabric(accelerator=accelerator, devices=devices,
+                  precision=cfg.model.resolved_precision())
+
+
+def setup(cfg: TrainConfig) -> Session:
+    from lightning_fabric.utilities.seed import seed_everything
+
+    if cfg.model.threads:
+        torch.set_num_threads(cfg.model.threads)
+    seed_everything(cfg.seed, verbose=False)
+    fabric = _fabric(cfg)
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else new_run_dir(cfg.output_root, cfg.name)
+    resume_from = checkpoint.latest_checkpoint(run_dir) if cfg.resume else None
+    log = RunLog(run_dir)
+    resolved = cfg if cfg.run_dir else _with_run_dir(cfg, run_dir)
+    (run_dir / "config.yaml").write_text(to_yaml(resolved), encoding="utf-8")
+
+    spec = reward_spec(cfg.reward.name)
+    pairs = load_pairs(cfg.data, cfg.seed)
+    check_twins(pairs, cfg.data, spec.needs_twins)
+    path = model_dir(cfg.model)
+    tokenizer = load_tokenizer(path)
+    raw_policy = load_causal_lm(path, cfg.model)
+    reference = None
+    if cfg.loss.kl_coef > 0 or spec.needs_teacher:
+        reference = copy.deepcopy(raw_policy).eval().requires_grad_(False)
+        reference = fabric.to_device(reference)
+    optimizer = build_optimizer(raw_policy.parameters(), cfg.optim)
+    policy, optimizer = fabric.setup(raw_policy, optimizer)
+    generator = _generator(raw_policy, generation_dtype(cfg))
+    scheduler = build_scheduler(optimizer, cfg.optim, cfg.train.steps)
+    records = heldout_pairs(cfg.eval, cfg.data, cfg.seed) if cfg.eval.enabled else []
+    s = Session(
+        cfg=cfg, run_dir=run_dir, log=log, fabric=fabric, tokenizer=tokenizer, policy=policy,
+        raw_policy=raw_policy, generator=generator, reference=reference,
+        teacher_moves=spec.needs_teacher and cfg.teacher.enabled, optimizer=optimizer,
+        scheduler=scheduler, pairs=pairs,
+        cursor=PairCursor(len(pairs), cfg.seed, cfg.data.shuffle), scorer=Scorer(cfg.reward),
+        eval_prompts=eval_prompts(records, cfg.data.max_rephrasings),
+    )
+    s.evals = log.read_json("eval.json") or {}
+    if resume_from is not None:
+        rest = checkpoint.load(fabric, resume_from, _state(s))
+        checkpoint.set_rng_state(rest["rng"])
+        s.start_step = int(rest["step"])
+        log.truncate_after(s.start_step)
+        _refresh_generator(s)
+    return s
+
+
+def generation_dtype(cfg: TrainConfig) -> torch.dtype:
+    chosen = DTYPES[cfg.rollout.dtype]
+    if chosen is None:
+        bf16 = cfg.model.resolved_precision().startswith("bf16")
+        chosen = torch.bfloat16 if bf16 else torch.float32
+    return chosen
+
+
+def _generator(raw_policy: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """The trained module itself when it already has ``dtype``, else a frozen copy."""
+    if next(raw_policy.parameters()).dtype == dtype:
+        return raw_policy
+    return copy.deepcopy(raw_policy).to(dtype).eval().requires_grad_(False)
+
+
+def _refresh_generator(s: Session) -> None:
+    if s.generator is not s.raw_policy:
+        with torch.no_grad():
+            s.generator.load_state_dict(s.raw_policy.state_dict())
+
+
+def _cast_context(s: Session) -> Any:
+    """Autocast for sampling from a float32 teacher when generation runs in bfloat16."""
+    dtype = generation_dtype(s.cfg)
+    if next(s.reference.parameters()).dtype == dtype:
+        return None
+    return lambda: torch.autocast(s.fabric.device.type, dtype=dtype)
+
+
+def _with_run_dir(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
+    import dataclasses
+
+    return dataclasses.replace(cfg, run_dir=str(run_dir))
+
+
+def _state(s: Session) -> dict[str, Any]:
+    """Stateful objects restored in place by Fabric (plus plain entries on save)."""
+    state: dict[str, Any] = {"model": s.policy, "optimizer": s.optimizer,
+                             "scheduler": s.scheduler, "cursor": s.cursor}
+    if s.teacher_moves:
+        state["teacher"] = s.reference
+    return state
+
+
+def _save(s: Session, step: int, rng: dict, cursor: dict) -> Path:
+    state = {**_state(s), "step": step, "rng": rng, "cursor": cursor}
+    return checkpoint.save(s.fabric, s.run_dir, step, state, s.cfg.train.keep_last)
+
+
+@contextmanager
+def _timed(times: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        times[f"time/{name}"] = times.get(f"time/{name}", 0.0) + time.perf_counter() - start
+
+
+class _Step:
+    """One training step; ``mutated`` turns true once model or teacher weights change, after
+    which an interruption cannot be rolled back to the step's start."""
+
+    def __init__(self, s: Session, step: int) -> None:
+        self.s, self.step, self.mutated = s, step, False
+        self.rng = checkpoint.rng_state()
+        self.cursor = s.cursor.state_dict()
+
+    def run(self) -> tuple[dict[str, float], list[dict]]:
+        s, cfg, times = self.s, self.s.cfg, {}
+        spec = reward_spec(cfg.reward.name)
+        autocast = s.fabric.autocast
+        with _timed(times, "step"):
+            batch = [s.pairs[i] for i in s.cursor.next(cfg.data.pairs_per_step)]
+            prompts = prompts_for(batch, cfg.data)
+            ids, mask = encode_prompts(s.tokenizer,
+                                       render(s.tokenizer, [p.text for p in prompts], cfg.prompt),
+                                       cfg.rollout.max_prompt_tokens, s.fabric.device)
+            with _timed(times, "generate"):
+                rollouts = sample(s.generator, s.tokenizer, ids, mask, cfg.rollout,
+                                  token_stats=spec.needs_token_stats)
+            teacher, extra = None, {}
+            if spec.needs_teacher:
+                with _timed(times, "teacher"):
+                    teacher, extra = self._teacher(prompts, ids, mask)
+            with _timed(times, "reward"):
+                scored = s.scorer.score(to_rollouts(prompts, rollouts), teacher)
+            rewards = torch.tensor(scored.rewards, dtype=torch.float32)
+            keys = [(p.pair_id, p.side) for p in prompts for _ in range(rollouts.n)]
+            adv = advantages_for(rewards, keys, cfg.update)
+            with _timed(times, "update"):
+                self.mutated = True
+                losses = update_policy(s.fabric, s.policy, s.optimizer, rollouts, adv, cfg.loss,
+                                       cfg.update, cfg.optim.grad_clip, s.reference,
+                                       autocast)
+                lr = s.optimizer.param_groups[0]["lr"]
+                s.scheduler.step()
+                _refresh_generator(s)
+        lengths = rollouts.response_mask.sum(-1).float()
+        metrics = {**scored.metrics, **losses, **extra, **times, "lr": lr,
+                   "adv_abs_mean": float(adv.abs().mean()),
+                   "response_length": float(lengths.mean()),
+                   "tokens_per_s": rollouts.num_tokens / max(times["time/generate"], 1e-9)}
+        return metrics, self._samples(prompts, rollouts, scored)
+
+    def _teacher(self, prompts: list[Prompt], ids: torch.Tensor, mask: torch.Tensor
+                 ) -> tuple[list, dict[str, float]]:
+        """Move the teacher towards the policy on update steps, then roll it out on the
+        same prompts with the same sampler (Co-rewarding-II; the reward picks which of its
+        groups label which policy group)."""
+        s, cfg = self.s, self.s.cfg
+        extra: dict[str, float] = {}
+        if s.teacher_moves and cfg.teacher.should_update(self.step):
+            alpha = cfg.teacher.alpha_at(self.step, cfg.train.steps)
+            self.mutated = True
+            ema_update_(s.reference, s.raw_policy, alpha)
+            extra["teacher_alpha"] = alpha
+        out = sample(s.reference, s.tokenizer, ids, mask, cfg.rollout, autocast=_cast_context(s))
+        return to_rollouts(prompts, out), extra
+
+    def _samples(self, prompts: list[Prompt], r: Rollouts, scored: ScoredBatch) -> list[dict]:
+        cfg = self.s.cfg.train
+        if not cfg.sample_every or self.step % cfg.sample_every:
+            return []
+        rows: dict[str, dict] = {}
+        for q, p in enumerate(prompts):
+            if p.pair_id not in rows and len(rows) == cfg.sample_pairs:
+                continue
+            row = rows.setdefault(p.pair_id, {"step": self.step, "pair_id": p.pair_id,
+                                              "answer": p.answer, "sides": []})
+            scores = scored.scores[q * r.n:(q + 1) * r.n]
+            row["sides"].append({
+                "side": p.side, "question": p.text,
+                "responses": [{"text": t, "answer": sc.answer, "label": sc.label,
+                               "reward": sc.reward, "failure": sc.failure}
+                              for t, sc in zip(r.texts[q * r.n:(q + 1) * r.n], scores)]})
+        return list(rows.values())
+
+
+def _evaluate(s: Session) -> dict[str, float]:
+    cfg = s.cfg
+    return evaluate(s.generator, s.tokenizer, s.eval_prompts, cfg.prompt, cfg.rollout,
+                    cfg.reward.equivalence, cfg.reward.fallbacks, cfg.reward.timeout_s,
+                    cfg.eval.max_new_tokens, s.fabric.device)
+
+
+def _postfix(m: dict[str, float]) -> dict[str, str]:
+    return {"reward": f"{m.get('reward_mean', float('nan')):.2f}",
+            "maj": f"{m.get('majority_ratio', float('nan')):.2f}",
+            "twin": f"{m.get('twin_agreement', float('nan')):.2f}",
+            "tok/s": f"{m.get('tokens_per_s', 0.0):.0f}"}
+
+
+def train(cfg: TrainConfig, on_step_end: Optional[Callable[[int, dict], None]] = None,
+          echo: Callable[[str], None] = print) -> TrainResult:
+    """Run (or resume) a training run end to end; see the module docstring."""
+    from tqdm.auto import tqdm
+
+    s = setup(cfg)
+    echo(f"run directory: {s.run_dir}" + (f" (resumed after step {s.start_step})"
+                                           if s.start_step else ""))
+    if cfg.eval.enabled and "before" not in s.evals:
+        echo(f"evaluating the untrained policy on {len(s.eval_prompts)} held-out prompts (greedy)")
+        s.evals["before"] = _evaluate(s)
+        s.log.write_json("eval.json", s.evals)
+    if "before" in s.evals:
+        echo(f"held-out before: {_describe(s.evals['before'])}")
+    metrics: dict = {}
+    step = saved_at = s.start_step
+    current: Optional[_Step] = None
+    bar = tqdm(total=cfg.train.steps, initial=s.start_step, desc="train", unit="step",
+               disable=not cfg.train.progress, dynamic_ncols=True)
+    try:
+        for step in range(s.start_step + 1, cfg.train.steps + 1):
+            current = _Step(s, step)
+            metrics, samples = current.run()
+            s.log.metrics(step, metrics)
+            if samples:
+                s.log.samples(samples)
+            bar.set_postfix(_postfix(metrics), refresh=False)
+            bar.update(1)
+            every = cfg.train.checkpoint_every
+            if every and step % every == 0:
+                _save(s, step, checkpoint.rng_state(), s.cursor.state_dict())
+                saved_at = step
+            current = None
+            if on_step_end is not None:
+                on_step_end(step, metrics)
+    except KeyboardInterrupt:
+        bar.close()
+        path = None
+        if current is None and step > saved_at:  # between steps: the state is step's
+            path = _save(s, step, checkpoint.rng_state(), s.cursor.state_dict())
+        elif current is not None and not current.mutated and step - 1 > saved_at:
+            path = _save(s, step - 1, current.rng, current.cursor)  # roll back to its start
+        path = path or checkpoint.latest_checkpoint(s.run_dir)
+        s.log.close()
+        raise Interrupted(path) from None
+    bar.close()
+    if cfg.train.export:
+        final = s.run_dir / "final"
+        s.raw_policy.save_pretrained(str(final))
+        s.tokenizer.save_pretrained(str(final))
+    if cfg.eval.enabled:
+        echo(f"evaluating the trained policy on {len(s.eval_prompts)} held-out prompts (greedy)")
+        s.evals["after"] = _evaluate(s)
+        s.log.write_json("eval.json", s.evals)
+        echo(f"held-out after:  {_describe(s.evals['after'])}")
+    s.log.close()
+    return TrainResult(s.run_dir, step, metrics, s.evals.get("before"), s.evals.get("after"))
+
+
+def _describe(e: dict[str, float]) -> str:
+    return (f"accuracy {e['accuracy']:.1%}, boxed {e['boxed_rate']:.1%}, "
+            f"twin agreement {e['twin_agreement']:.1%} ({int(e['num_prompts'])} prompts)")

@@ -1,0 +1,178 @@
+"""The collapse alarm: majority ratio rising while accuracy falls.
+
+Label-free rewards fail by collapse: the policy learns to agree with itself on a wrong
+answer. Reward and majority ratio then keep rising while accuracy (held-out, or of the
+pseudo labels against the known answers) falls. Neither signal alone shows it: majority
+ratio also rises when a model genuinely learns, and accuracy is noisy. Together they do,
+which is what the Co-Reward paper's collapse figures show for self-rewarding baselines.
+
+The rule, for one accuracy series ``a`` and the majority-ratio series ``m`` (both given as
+metric rows, each with a ``step``):
+
+1. Smooth: ``A(s)`` is the mean of the ``a`` points with step in ``(s - window, s]``
+   (the latest point at or before ``s`` when none fall in the window, so a held-out
+   accuracy evaluated every few steps is smoothed no further); ``M(s)`` likewise.
+2. At each step ``s`` where ``a`` has a point (after ``min_points`` of them), let ``p`` be
+   the earlier such step with the highest ``A`` (the first one on ties).
+3. The condition holds at ``s`` when ``A(p) - A(s) >= accuracy_drop`` and
+   ``M(s) - M(p) >= majority_rise``: accuracy fell from its peak while the majority ratio
+   rose over the same stretch. A peak before the first majority-ratio point (held-out
+   accuracy measured before training, at step 0) is compared with ``M`` over the first
+   ``window`` steps that have one: the run's starting consensus.
+4. The alarm fires at the first step where the condition has held at ``patience``
+   consecutive evaluation steps of that series. Several accuracy series are checked
+   independently; the earliest firing wins.
+
+Differences in absolute units (accuracies and ratios are in [0, 1]). Missing series are
+skipped: no majority ratio, or no accuracy series with enough points, means no alarm and a
+reason saying why. Pure function over plain numbers: the trainer calls it after each
+step on its own metric rows to stop early, and the report calls it on ``metrics.jsonl``.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+Series = list[tuple[int, float]]
+
+
+@dataclass(frozen=True)
+class AlarmConfig:
+    """Windows and thresholds of the collapse alarm (see the module docstring).
+
+    Defaults are set for the CPU runs' noise: pseudo-label accuracy over 8-16 groups per
+    step moves by ~0.1 from step to step, so a 5-step mean and 0.1 thresholds held for 2
+    evaluation steps do not fire on noise around a flat line, yet catch a drop of 0.15 or
+    more within a few steps. Scale ``window`` with the run's length.
+    """
+
+    majority_key: str = "majority_ratio"
+    accuracy_keys: tuple[str, ...] = ("heldout_accuracy", "pseudo_label_accuracy")
+    window: int = 5
+    accuracy_drop: float = 0.10
+    majority_rise: float = 0.10
+    patience: int = 2
+    min_points: int = 2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "accuracy_keys", tuple(self.accuracy_keys))
+        if self.window < 1:
+            raise ValueError(f"alarm.window must be >= 1, got {self.window}")
+        if self.patience < 1:
+            raise ValueError(f"alarm.patience must be >= 1, got {self.patience}")
+        if self.min_points < 2:
+            raise ValueError(f"alarm.min_points must be >= 2, got {self.min_points}")
+        for name in ("accuracy_drop", "majority_rise"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f"alarm.{name} must be in [0, 1], got {value}")
+        if not self.accuracy_keys:
+            raise ValueError("alarm.accuracy_keys must name at least one metric")
+
+
+@dataclass(frozen=True)
+class AlarmResult:
+    """Whether (and where) the alarm fired, with the numbers behind the verdict."""
+
+    fired: bool
+    step: int | None = None
+    accuracy_key: str | None = None
+    peak_step: int | None = None
+    accuracy_peak: float | None = None
+    accuracy_now: float | None = None
+    majority_at_peak: float | None = None
+    majority_now: float | None = None
+    reason: str = ""
+    checked: tuple[str, ...] = field(default_factory=tuple)
+
+    def summary(self) -> str:
+        if not self.fired:
+            return f"no collapse alarm ({self.reason})"
+        return (
+            f"COLLAPSE ALARM at step {self.step}: {self.accuracy_key} fell "
+            f"{self.accuracy_peak:.3f} -> {self.accuracy_now:.3f} since step {self.peak_step} "
+            f"while majority_ratio rose {self.majority_at_peak:.3f} -> {self.majority_now:.3f}"
+        )
+
+
+def series(rows: Sequence[Mapping[str, object]], key: str) -> Series:
+    """``(step, value)`` of ``key`` over metric rows, sorted by step; rows without the key,
+    or with a non-finite or non-numeric value, are skipped. A row without ``step`` takes
+    its position as the step. A repeated step keeps the last row (a resumed run)."""
+    points: dict[int, float] = {}
+    for index, row in enumerate(rows):
+        value = row.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(float(value)):
+            continue
+        step = row.get("step", index)
+        if isinstance(step, bool) or not isinstance(step, (int, float)):
+            raise ValueError(f"metric row {index}: 'step' must be a number, got {step!r}")
+        points[int(step)] = float(value)
+    return sorted(points.items())
+
+
+def smoothed(points: Series, step: int, window: int) -> float | None:
+    """Mean of the points with step in ``(step - window, step]``; the latest point at or
+    before ``step`` when none fall inside; ``None`` when there is none at all."""
+    inside = [v for s, v in points if step - window < s <= step]
+    if inside:
+        return sum(inside) / len(inside)
+    before = [v for s, v in points if s <= step]
+    return before[-1] if before else None
+
+
+def _check_one(acc: Series, maj: Series, key: str, cfg: AlarmConfig) -> AlarmResult | None:
+    steps = [s for s, _ in acc]
+    smooth_acc = {s: smoothed(acc, s, cfg.window) for s in steps}
+    held = 0
+    for i in range(cfg.min_points - 1, len(steps)):
+        now = steps[i]
+        peak = max(steps[:i], key=lambda s: (smooth_acc[s], -s))
+        m_now, m_peak = smoothed(maj, now, cfg.window), smoothed(maj, peak, cfg.window)
+        if m_peak is None:  # accuracy measured before the first rollout (step 0)
+            m_peak = smoothed(maj, maj[0][0] + cfg.window - 1, cfg.window)
+        if m_now is None or m_peak is None:
+            held = 0
+            continue
+        dropped = smooth_acc[peak] - smooth_acc[now] >= cfg.accuracy_drop - 1e-12
+        rose = m_now - m_peak >= cfg.majority_rise - 1e-12
+        held = held + 1 if (dropped and rose) else 0
+        if held >= cfg.patience:
+            return AlarmResult(
+                fired=True, step=now, accuracy_key=key, peak_step=peak,
+                accuracy_peak=smooth_acc[peak], accuracy_now=smooth_acc[now],
+                majority_at_peak=m_peak, majority_now=m_now,
+                reason=f"{key} dropped while {cfg.majority_key} rose",
+            )
+    return None
+
+
+def collapse_alarm(
+    rows: Sequence[Mapping[str, object]], config: AlarmConfig = AlarmConfig()
+) -> AlarmResult:
+    """Check metric rows (``metrics.jsonl`` objects, each with ``step``) for collapse."""
+    maj = series(rows, config.majority_key)
+    if not maj:
+        return AlarmResult(fired=False, reason=f"no {config.majority_key} series")
+    checked, fired = [], []
+    for key in config.accuracy_keys:
+        acc = series(rows, key)
+        if len(acc) < config.min_points:
+            continue
+        checked.append(key)
+        result = _check_one(acc, maj, key, config)
+        if result is not None:
+            fired.append(result)
+    if fired:
+        first = min(fired, key=lambda r: r.step)
+        return replace(first, checked=tuple(checked))
+    if not checked:
+        return AlarmResult(
+            fired=False,
+            reason=f"no accuracy series with >= {config.min_points} points "
+            f"(looked for {', '.join(config.accuracy_keys)})",
+        )
+    return AlarmResult(fired=False, reason=f"checked {', '.join(checked)}", checked=tuple(checked))

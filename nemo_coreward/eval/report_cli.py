@@ -1,0 +1,48 @@
+"""``coreward report RUN_DIR [RUN_DIR ...] --out DIR``: plots, a page and the collapse alarm.
+
+Writes one PNG per metric (every run overlaid, labelled by its reward) and ``report.md``
+with a summary table and the collapse alarm's verdict per run. Exit status 0; 3 when
+``--fail-on-alarm`` is given and the alarm fired for some run (for scripts and CI).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nemo_coreward.eval.alarm import AlarmConfig
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = AlarmConfig()
+    p = argparse.ArgumentParser(prog="coreward report", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="run directories (with metrics.jsonl / eval.json)")
+    p.add_argument("--out", required=True, help="output directory for PNGs and report.md")
+    p.add_argument("--title", default="Training report")
+    p.add_argument("--smooth", type=int, default=1, help="trailing mean over N steps in plots")
+    p.add_argument("--alarm-window", type=int, default=d.window)
+    p.add_argument("--alarm-accuracy-drop", type=float, default=d.accuracy_drop)
+    p.add_argument("--alarm-majority-rise", type=float, default=d.majority_rise)
+    p.add_argument("--alarm-patience", type=int, default=d.patience)
+    p.add_argument("--fail-on-alarm", action="store_true")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    from nemo_coreward.eval.alarm import collapse_alarm
+    from nemo_coreward.eval.report import load_run, write_report
+
+    try:
+        if args.smooth < 1:
+            raise ValueError(f"--smooth must be >= 1, got {args.smooth}")
+        alarm = AlarmConfig(window=args.alarm_window, accuracy_drop=args.alarm_accuracy_drop,
+                            majority_rise=args.alarm_majority_rise, patience=args.alarm_patience)
+        page = write_report(args.runs, args.out, alarm, smooth=args.smooth, title=args.title)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"coreward report: {exc}", file=sys.stderr)
+        return 2
+    print(page.read_text(encoding="utf-8"))
+    print(f"written to {page}")
+    fired = [r for r in args.runs if collapse_alarm(load_run(r).alarm_rows(), alarm).fired]
+    return 3 if args.fail_on_alarm and fired else 0

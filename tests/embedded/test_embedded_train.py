@@ -1,0 +1,146 @@
+"""End to end on a tiny random Llama: the run directory, exact resume, every reward."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from nemo_coreward.embedded import cli
+from nemo_coreward.embedded.checkpoint import list_checkpoints
+from nemo_coreward.embedded.config import load
+from nemo_coreward.embedded.rundir import read_metrics
+from nemo_coreward.embedded.trainer import Interrupted, train
+from nemo_coreward.reward import REWARDS, reward_spec
+
+# Rewards of a random model are mostly zero; an entropy bonus makes every step move the
+# weights, so resume checks compare runs whose state really changes.
+MOVING = ["loss.entropy_coef=0.01", "reward.name=self_certainty"]
+
+
+def _cfg(model_dir: Path, out: Path, *overrides: str):
+    return load("tiny", [f"model.path={model_dir}", f"output_root={out}", *overrides])
+
+
+def _comparable(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if not k.startswith("time/") and k != "tokens_per_s"}
+            for r in rows]
+
+
+def test_two_steps_end_to_end_through_the_cli(tiny_model_dir, tmp_path, capsys):
+    code = cli.main(["--config-name", "tiny", f"model.path={tiny_model_dir}",
+                     f"output_root={tmp_path}", "train.export=true", "train.keep_last=1"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "held-out greedy accuracy:" in out and "held-out before:" in out
+    (run,) = tmp_path.glob("tiny-*")
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows] == [1, 2]
+    for key in ("reward_mean", "majority_ratio", "twin_agreement", "pseudo_label_accuracy",
+                "loss", "grad_norm", "lr", "tokens_per_s", "time/generate", "time/update"):
+        assert key in rows[0], key
+    assert rows[0]["n_rollouts"] == 2 * 2 * 2  # pairs x sides x n
+    assert [step for step, _ in list_checkpoints(run)] == [2]  # keep_last=1 pruned step 1
+    evals = json.loads((run / "eval.json").read_text())
+    assert set(evals) == {"before", "after"} and evals["before"]["num_prompts"] == 4
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert {s["step"] for s in samples} == {1, 2}
+    assert [side["side"] for side in samples[0]["sides"]] == [0, 1]
+    assert {"text", "answer", "label", "reward"} <= set(samples[0]["sides"][0]["responses"][0])
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    assert "name: tiny" in (run / "config.yaml").read_text()
+    from transformers import AutoModelForCausalLM
+
+    exported = AutoModelForCausalLM.from_pretrained(str(run / "final"))
+    assert exported.config.num_hidden_layers == 2
+
+
+def test_training_changes_the_weights_and_logs_the_loss(tiny_model_dir, tmp_path):
+    from nemo_coreward.embedded.model import ModelConfig, load_causal_lm
+
+    result = train(_cfg(tiny_model_dir, tmp_path, *MOVING, "train.export=true",
+                        "eval.enabled=false"), echo=lambda _: None)
+    before = load_causal_lm(tiny_model_dir, ModelConfig()).state_dict()
+    after = load_causal_lm(result.run_dir / "final", ModelConfig()).state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert result.metrics["grad_norm"] > 0 and result.metrics["reward_std"] > 0
+
+
+def _interrupt_after(step: int):
+    def hook(current: int, metrics: dict) -> None:
+        if current == step:
+            raise KeyboardInterrupt
+    return hook
+
+
+# With a teacher, the KL loss to it shows whether its averaged weights were restored.
+@pytest.mark.parametrize("extra", [MOVING, [*MOVING[:1], "reward.name=co_rewarding_ii",
+                                            "data.sides=original", "teacher.alpha=0.5",
+                                            "loss.kl_coef=0.01"]],
+                         ids=["self_certainty", "co_rewarding_ii"])
+def test_interrupted_and_resumed_run_logs_the_same_metrics(tiny_model_dir, tmp_path, extra):
+    common = [*extra, "train.steps=4", "train.checkpoint_every=0", "eval.enabled=false"]
+    straight = train(_cfg(tiny_model_dir, tmp_path / "a", *common), echo=lambda _: None)
+    with pytest.raises(Interrupted) as stop:
+        train(_cfg(tiny_model_dir, tmp_path / "b", *common), on_step_end=_interrupt_after(2),
+              echo=lambda _: None)
+    run = stop.value.checkpoint.parent.parent
+    assert stop.value.checkpoint.name == "step_000002.ckpt"
+    resumed = train(_cfg(tiny_model_dir, tmp_path / "b", *common, f"run_dir={run}",
+                         "resume=true"), echo=lambda _: None)
+    assert resumed.run_dir == run and resumed.last_step == 4
+    a, b = read_metrics(straight.run_dir), read_metrics(run)
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    assert _comparable(a) == _comparable(b)
+    assert a[-1]["loss"] != a[0]["loss"]  # the compared metrics do change step to step
+
+
+def test_interrupt_inside_a_step_rolls_back_to_its_start(tiny_model_dir, tmp_path, monkeypatch):
+    from nemo_coreward.embedded import scoring
+
+    common = [*MOVING, "train.steps=3", "train.checkpoint_every=0", "eval.enabled=false"]
+    straight = train(_cfg(tiny_model_dir, tmp_path / "a", *common), echo=lambda _: None)
+    real, calls = scoring.Scorer.score, []
+
+    def flaky(self, policy, teacher=None):
+        calls.append(1)
+        if len(calls) == 3:  # during step 3, after its rollouts were sampled
+            raise KeyboardInterrupt
+        return real(self, policy, teacher)
+
+    monkeypatch.setattr(scoring.Scorer, "score", flaky)
+    with pytest.raises(Interrupted) as stop:
+        train(_cfg(tiny_model_dir, tmp_path / "b", *common), echo=lambda _: None)
+    assert stop.value.checkpoint.name == "step_000002.ckpt"
+    monkeypatch.setattr(scoring.Scorer, "score", real)
+    run = stop.value.checkpoint.parent.parent
+    # resume=true finds the newest run of this name under output_root
+    assert cli.main(["--config-name", "tiny", f"model.path={tiny_model_dir}",
+                     f"output_root={tmp_path / 'b'}", "resume=true"]) == 0
+    assert _comparable(read_metrics(straight.run_dir)) == _comparable(read_metrics(run))
+
+
+@pytest.mark.parametrize("name", REWARDS.names())
+def test_every_reward_runs_one_step(tiny_model_dir, tmp_path, name):
+    spec = reward_spec(name)
+    sides = "all" if spec.needs_twins else "original"
+    result = train(_cfg(tiny_model_dir, tmp_path, f"reward.name={name}", f"data.sides={sides}",
+                        "train.steps=1", "eval.enabled=false", "loss.kl_coef=0.01"),
+                   echo=lambda _: None)
+    (row,) = read_metrics(result.run_dir)
+    assert row["n_rollouts"] == 2 * (2 if spec.needs_twins else 1) * 2
+    assert "kl_loss" in row and row["kl_loss"] == pytest.approx(0.0, abs=1e-6)  # ref = policy
+    if spec.needs_teacher:
+        assert "teacher_majority_ratio" in row and row["teacher_alpha"] == pytest.approx(0.01)
+        assert "time/teacher" in row
+    if spec.needs_token_stats:
+        assert row["reward_std"] > 0  # continuous rewards from recorded logit statistics
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_two_steps_on_cuda_in_bf16(tiny_model_dir, tmp_path):
+    result = train(_cfg(tiny_model_dir, tmp_path, *MOVING, "model.device=cuda",
+                        "model.precision=bf16-mixed"), echo=lambda _: None)
+    assert result.last_step == 2 and result.metrics["grad_norm"] > 0

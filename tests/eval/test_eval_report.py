@@ -1,0 +1,89 @@
+"""Report rendering: PNG files that exist and show something, the page, the alarm in it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nemo_coreward.eval.report import PANELS, load_run, write_report
+from nemo_coreward.eval.report_cli import main as report_main
+
+
+def _check_png(path: Path) -> None:
+    import matplotlib.image as mpimg
+
+    assert path.is_file()
+    assert path.stat().st_size > 10_000, f"{path} is suspiciously small"
+    image = mpimg.imread(path)
+    assert image.shape[:2] == (400, 700)  # figsize (7, 4) at 100 dpi
+    colours = np.unique(image.reshape(-1, image.shape[-1]), axis=0)
+    assert len(colours) > 20, f"{path} is (nearly) one colour"
+
+
+def test_report_renders_every_logged_panel(tmp_path, make_run):
+    a = make_run(tmp_path, "coreward-1", "co_reward", collapse=False)
+    b = make_run(tmp_path, "majority-1", "majority", collapse=True,
+                 keys_missing=("twin_agreement", "kl_loss"))
+    out = tmp_path / "report"
+    page = write_report([a, b], out)
+    drawn = {p.name for p in PANELS} - {"entropy"}  # no run logged a token entropy
+    for name in drawn:
+        _check_png(out / f"{name}.png")
+    assert not (out / "entropy.png").exists()
+    text = page.read_text()
+    for name in drawn:
+        assert f"({name}.png)" in text
+    assert "Not logged by any run: entropy." in text
+    assert "co_reward (coreward-1)" in text and "majority (majority-1)" in text
+    # The collapsing run trips the alarm, the learning one does not.
+    assert "majority (majority-1): COLLAPSE ALARM at step" in text
+    assert "co_reward (coreward-1): no collapse alarm" in text
+
+
+def test_overlaid_runs_differ_from_a_single_run(tmp_path, make_run):
+    a = make_run(tmp_path, "a", "co_reward", collapse=False)
+    b = make_run(tmp_path, "b", "majority", collapse=True)
+    import matplotlib.image as mpimg
+
+    write_report([a], tmp_path / "one")
+    write_report([a, b], tmp_path / "two")
+    one = mpimg.imread(tmp_path / "one" / "label_accuracy.png")
+    two = mpimg.imread(tmp_path / "two" / "label_accuracy.png")
+    assert np.abs(one - two).sum() > 100  # the second run's curves are drawn
+
+
+def test_heldout_points_come_from_eval_json(tmp_path, make_run):
+    run = load_run(make_run(tmp_path, "r", "ground_truth", collapse=False))
+    assert run.points("heldout_accuracy") == [(0, 0.3), (make_run.STEPS, 0.7)]
+    assert run.reward == "ground_truth" and run.last_step == make_run.STEPS
+
+
+def test_run_without_config_and_torn_last_line(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(
+        '{"step": 1, "majority_ratio": 0.5}\n{"step": 2, "majority_ratio": 0.6}\n{"step": 3, "ma')
+    loaded = load_run(run)
+    assert loaded.reward == "unknown reward" and len(loaded.rows) == 2
+    (run / "metrics.jsonl").write_text('{"step": 1}\nnot json\n{"step": 3}\n')
+    with pytest.raises(ValueError, match="metrics.jsonl:2"):
+        load_run(run)
+
+
+def test_empty_run_dir_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no metrics.jsonl"):
+        load_run(tmp_path / "empty")
+    assert report_main([str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_report_cli_and_fail_on_alarm(tmp_path, make_run, capsys):
+    a = make_run(tmp_path, "a", "co_reward", collapse=False)
+    b = make_run(tmp_path, "b", "majority", collapse=True)
+    out = tmp_path / "out"
+    assert report_main([str(a), str(b), "--out", str(out), "--smooth", "3"]) == 0
+    assert (out / "report.md").is_file() and (out / "reward.png").is_file()
+    assert "COLLAPSE ALARM" in capsys.readouterr().out
+    assert report_main([str(a), str(b), "--out", str(out), "--fail-on-alarm"]) == 3
+    assert report_main([str(a), "--out", str(out), "--fail-on-alarm"]) == 0
