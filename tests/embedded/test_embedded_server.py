@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ _SERVERPROC = Path(__file__).resolve().parents[1] / "server" / "serverproc.py"
 def _serverproc():
     spec = importlib.util.spec_from_file_location("embedded_serverproc", _SERVERPROC)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
     return module
 

@@ -78,7 +78,7 @@ def _assert_trained_through_server(out: Path, run_dir: Path, steps: list[int]) -
     log = out.read_text()
     assert _metric_steps(run_dir) == steps, log[-3000:]
     # one scoring request per step reached the server (the server's own log line)
-    assert len(re.findall(r"scored \d+ rollouts", log)) >= len(steps), log[-3000:]
+    assert len(re.findall(r"scored \d+ of \d+ rollouts", log)) >= len(steps), log[-3000:]
     config = (run_dir / "config.yaml").read_text()
     assert re.search(r"server_url: http://127\.0\.0\.1:\d+", config), config
     assert "stopping the reward server" in log
