@@ -86,11 +86,13 @@ def train_command(reward: str, budget: Budget, seed: int, run_dir: Path,
 
 def run_arm(reward: str, budget: Budget, seed: int, runs: Path,
             model: str | None = None) -> tuple[Path, float]:
-    """Train one arm (unless its export exists); returns its run directory and seconds."""
+    """Train one arm (unless a finished one is there); returns its run directory and the
+    seconds its training took (as measured when it ran)."""
     run_dir = runs / reward
-    if (run_dir / "final" / "config.json").is_file():
+    timing = run_dir / "train_time.json"
+    if (run_dir / "final" / "config.json").is_file() and timing.is_file():
         print(f"[{reward}] already trained: {run_dir}", flush=True)
-        return run_dir, 0.0
+        return run_dir, float(json.loads(timing.read_text())["seconds"])
     shutil.rmtree(run_dir, ignore_errors=True)
     command = train_command(reward, budget, seed, run_dir, model)
     print(f"[{reward}] {' '.join(command[2:])}", flush=True)
@@ -99,6 +101,7 @@ def run_arm(reward: str, budget: Budget, seed: int, runs: Path,
     elapsed = time.monotonic() - started
     if done.returncode != 0:
         raise RuntimeError(f"[{reward}] training failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    timing.write_text(json.dumps({"seconds": elapsed}) + "\n")
     print(f"[{reward}] trained in {elapsed / 60:.1f} min", flush=True)
     return run_dir, elapsed
 
@@ -224,12 +227,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[none] held-out accuracy {_pct(results[arm]['eval']['accuracy'])}%",
                   flush=True)
             continue
+        fresh = not (out / "runs" / arm / "train_time.json").is_file()
         run_dir, train_s = run_arm(arm, budget, args.seed, out / "runs", args.model)
-        if train_s:  # a new model: results of an earlier one must not be resumed
+        if fresh:  # a new model: results of an earlier one must not be resumed
             shutil.rmtree(out / "eval" / arm, ignore_errors=True)
         evaluation = evaluate_arm(arm, run_dir / "final", budget, out, args.seed)
-        results[arm] = {"run_dir": str(run_dir), "train_s": train_s, "eval": evaluation,
-                        "training": training_summary(run_dir)}
+        results[arm] = {"run_dir": str(run_dir), "train_s": train_s, "eval": evaluation}
         print(f"[{arm}] held-out accuracy {_pct(evaluation['accuracy'])}%", flush=True)
     base = results.get("none", {}).get("eval", {}).get("accuracy")
     run_dirs = [Path(r["run_dir"]) for r in results.values() if "run_dir" in r]
@@ -239,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                 {"before": {"accuracy": base} if base is not None else {},
                  "after": {"accuracy": r["eval"]["accuracy"]},
                  "source": "benchmarks/label_free_cpu.py held-out twins"}, indent=2) + "\n")
+            r["training"] = training_summary(Path(r["run_dir"]))
     if run_dirs:
         from nemo_coreward.eval.report import write_report
 

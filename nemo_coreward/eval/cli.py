@@ -106,7 +106,9 @@ def _backend(args: argparse.Namespace, cfg):
                           timeout_s=args.timeout, top_p=args.top_p, seed=args.seed)
         return OpenAIBackend(args.base_url, args.model, prompt=cfg.prompt, config=http)
     import torch
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # one progress bar: the evaluation's
     torch.manual_seed(args.seed)
     path = None if args.model == "default" else args.model
     if path is not None and not Path(path).exists():

@@ -19,6 +19,7 @@ from typing import Any
 from nemo_coreward.eval.alarm import AlarmConfig, AlarmResult, collapse_alarm, series
 
 HELDOUT_KEY = "heldout_accuracy"
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # per run, on sparse (marked) lines
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,8 @@ def load_run(path: str | Path) -> Run:
     if not rows and not evals:
         raise FileNotFoundError(f"{run_dir}: no metrics.jsonl rows and no eval.json")
     reward = _reward_name(run_dir)
-    return Run(run_dir, f"{reward} ({run_dir.name})", reward, tuple(rows), evals)
+    label = reward if run_dir.name == reward else f"{reward} ({run_dir.name})"
+    return Run(run_dir, label, reward, tuple(rows), evals)
 
 
 def _trailing_mean(values: Sequence[float], window: int) -> list[float]:
@@ -163,12 +165,13 @@ def plot_panel(panel: Panel, runs: Sequence[Run], path: Path, alarms: dict[str, 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     drawn = False
     for i, run in enumerate(runs):
-        colour = colours[i % len(colours)]
+        colour, marker = colours[i % len(colours)], MARKERS[i % len(MARKERS)]
         for line in panel.lines:
             key = next((k for k in line.keys if run.points(k)), None)
             if key is None:
@@ -176,8 +179,8 @@ def plot_panel(panel: Panel, runs: Sequence[Run], path: Path, alarms: dict[str, 
             steps, values = zip(*run.points(key))
             shown = _trailing_mean(values, smooth) if smooth > 1 else list(values)
             label = run.label if len(panel.lines) == 1 else f"{run.label}: {line.label}"
-            ax.plot(steps, shown, line.style, color=colour, label=label, linewidth=1.6,
-                    markersize=4)
+            ax.plot(steps, shown, line.style.replace("o", marker), color=colour, label=label,
+                    linewidth=1.6, markersize=5, alpha=0.85)
             drawn = True
         alarm = alarms.get(run.label)
         if alarm is not None and alarm.fired:
@@ -188,6 +191,7 @@ def plot_panel(panel: Panel, runs: Sequence[Run], path: Path, alarms: dict[str, 
         return False
     ax.set_title(panel.title)
     ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(panel.ylabel)
     if panel.unit_range:
         ax.set_ylim(-0.03, 1.03)

@@ -69,6 +69,7 @@ def test_one_training_arm_end_to_end(tmp_path, tiny_model_dir):
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1] and "majority_ratio" in rows[0]
     # A finished arm is not trained again.
-    assert lf.run_arm("co_reward", TINY, 0, tmp_path / "runs", model=str(tiny_model_dir))[1] == 0.0
+    again = lf.run_arm("co_reward", TINY, 0, tmp_path / "runs", model=str(tiny_model_dir))
+    assert again == (run_dir, seconds)
     summary = lf.training_summary(run_dir)
     assert "first_majority_ratio" in summary and summary["alarm_fired"] is False
