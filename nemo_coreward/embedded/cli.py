@@ -11,6 +11,7 @@ run continues with the settings it started with unless told otherwise.
 """
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -65,6 +66,10 @@ def resolve(config_name: str, overrides: list[str]) -> TrainConfig:
     return validate(compose(config_name, overrides, CONF_DIR))
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
@@ -82,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     from nemo_coreward.embedded.trainer import Interrupted, train
 
     hf_logging.disable_progress_bar()  # one progress bar: the trainer's
+    # scancel and SLURM time limits send SIGTERM: save a checkpoint as for Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
 
     try:
         result = train(cfg)

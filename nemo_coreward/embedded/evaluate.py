@@ -66,7 +66,7 @@ def evaluate(model: Any, tokenizer: Any, prompts: list[Prompt], prompt_cfg: Prom
                  max_new_tokens=max_new_tokens, autocast=autocast)
     grader = grader_for(equivalence, timeout_s)
     answers = [extract_answer(text, fallbacks) for text in out.texts]
-    correct = [bool(a) and grader.equivalent(a, p.answer or "") for a, p in zip(answers, prompts)]
+    correct = [bool(a) and grader.equivalent(p.answer or "", a) for a, p in zip(answers, prompts)]
     by_pair: dict[str, list[str]] = {}
     for a, p in zip(answers, prompts):
         by_pair.setdefault(p.pair_id, []).append(a)

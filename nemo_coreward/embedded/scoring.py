@@ -20,7 +20,7 @@ from nemo_coreward.reward import REWARDS, RewardConfig, Rollout, ScoredBatch, sc
 class RewardSection:
     """The ``reward`` section: a ``RewardConfig`` plus where it runs.
 
-    server_url: null scores in-process; an address (http://127.0.0.1:8000) sends the
+    server_url: null scores in-process; an address (http://127.0.0.1:5590) sends the
     rollouts to ``coreward serve`` with ``server_timeout_s`` per request and
     ``server_retries`` retries.
     """

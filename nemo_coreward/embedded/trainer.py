@@ -135,8 +135,9 @@ def setup(cfg: TrainConfig) -> Session:
         rest = checkpoint.load(fabric, resume_from, _state(s))
         checkpoint.set_rng_state(rest["rng"])
         s.start_step = int(rest["step"])
-        log.truncate_after(s.start_step)
         _refresh_generator(s)
+    # Rows past the checkpoint (or all rows, when a rerun finds none) are redone now.
+    log.truncate_after(s.start_step)
     return s
 
 

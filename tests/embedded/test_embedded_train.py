@@ -144,3 +144,28 @@ def test_two_steps_on_cuda_in_bf16(tiny_model_dir, tmp_path):
     result = train(_cfg(tiny_model_dir, tmp_path, *MOVING, "model.device=cuda",
                         "model.precision=bf16-mixed"), echo=lambda _: None)
     assert result.last_step == 2 and result.metrics["grad_norm"] > 0
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tiny_model_dir, tmp_path):
+    """scancel and SLURM time limits send SIGTERM: nothing finished may be lost."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "nemo_coreward.cli", "train", "--config-name", "tiny",
+            f"model.path={tiny_model_dir}", f"run_dir={run}", "train.steps=40",
+            "train.checkpoint_every=0", "eval.enabled=false", "train.export=false"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(read_metrics(run) if (run / "metrics.jsonl").exists() else []) < 2:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "continue with: coreward train run_dir=" in out
+    (saved, _), *_ = list_checkpoints(run)[::-1]
+    assert saved >= 2  # no checkpoint was due (checkpoint_every=0): SIGTERM made this one
+    assert [r["step"] for r in read_metrics(run)] == list(range(1, saved + 1))
