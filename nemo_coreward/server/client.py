@@ -47,7 +47,33 @@ def _server_message(text: str, marker: str) -> str | None:
     return match.group(1).rstrip("\\n\"' ") if match else None
 
 
-class RewardClient:
+class _Scorer:
+    """What both scorers share: ``score_async`` on a thread pool, and closing it."""
+
+    def __init__(self, max_in_flight: int, name: str) -> None:
+        self._executor = ThreadPoolExecutor(max_in_flight, thread_name_prefix=name)
+
+    def score(self, rollouts: Sequence[Rollout], config: RewardConfig = RewardConfig(),
+              teacher: Sequence[Rollout] | None = None) -> ScoredBatch:
+        raise NotImplementedError
+
+    def score_async(self, rollouts: Sequence[Rollout], config: RewardConfig = RewardConfig(),
+                    teacher: Sequence[Rollout] | None = None) -> Future[ScoredBatch]:
+        """``score`` in a background thread; the future resolves to the ``ScoredBatch``."""
+        return self._executor.submit(self.score, list(rollouts), config,
+                                     list(teacher) if teacher is not None else None)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    def __enter__(self) -> _Scorer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class RewardClient(_Scorer):
     """Client of the ``co_reward`` model at ``url`` (``http://host:port`` or ``grpc://...``).
 
     timeout_s: one attempt's inference timeout. connect_timeout_s: how long one attempt
@@ -70,7 +96,7 @@ class RewardClient:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_in_flight, thread_name_prefix="reward-client")
+        super().__init__(max_in_flight, "reward-client")
         self.failed_attempts = 0  # connection failures, timeouts, server errors (for logs, tests)
 
     # -- connections -----------------------------------------------------------------
@@ -141,45 +167,16 @@ class RewardClient:
         raise RewardServerError(f"reward server {self.url} failed {self.retries + 1} attempts; "
                                 f"last error: {last}") from last
 
-    def score_async(self, rollouts: Sequence[Rollout], config: RewardConfig = RewardConfig(),
-                    teacher: Sequence[Rollout] | None = None) -> Future[ScoredBatch]:
-        """``score`` in a background thread; the future resolves to the ``ScoredBatch``."""
-        return self._executor.submit(self.score, list(rollouts), config,
-                                     list(teacher) if teacher is not None else None)
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
-
-    def __enter__(self) -> RewardClient:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-
-class LocalScorer:
+class LocalScorer(_Scorer):
     """``score_rollouts`` behind the client's interface, for runs without a server."""
 
     def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="reward-local")
+        super().__init__(1, "reward-local")
 
     def score(self, rollouts: Sequence[Rollout], config: RewardConfig = RewardConfig(),
               teacher: Sequence[Rollout] | None = None) -> ScoredBatch:
         return score_rollouts(rollouts, config, teacher=teacher)
-
-    def score_async(self, rollouts: Sequence[Rollout], config: RewardConfig = RewardConfig(),
-                    teacher: Sequence[Rollout] | None = None) -> Future[ScoredBatch]:
-        return self._executor.submit(self.score, list(rollouts), config,
-                                     list(teacher) if teacher is not None else None)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
-
-    def __enter__(self) -> LocalScorer:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
 
 def make_scorer(url: str | None, **client_options: Any) -> RewardClient | LocalScorer:

