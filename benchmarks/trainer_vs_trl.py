@@ -1,14 +1,15 @@
 """One GRPO step of the embedded trainer against TRL's GRPOTrainer, same run, same work.
 
     .venv/bin/python benchmarks/trainer_vs_trl.py                  # fp32, 4 steps each
-    .venv/bin/python benchmarks/trainer_vs_trl.py --precision bf16-mixed
+    .venv/bin/python benchmarks/trainer_vs_trl.py --precision bf16-mixed   # both in bf16
+    .venv/bin/python benchmarks/trainer_vs_trl.py --precision bf16-mixed --trl-precision 32-true
     .venv/bin/python benchmarks/trainer_vs_trl.py --kl 0.005       # with a reference model
 
 Both sides train SmolLM2-135M-Instruct (the converted bundled GGUF) on the same synthetic
 twins, in the same order (TRL without shuffling, twins adjacent), with the same prompt
 (system turn + one-shot example through the chat template), the same number of prompts
 per step, rollouts per prompt, temperature and generation length, the same precision and
-torch threads, and the same reward: TRL's reward function calls the project's
+torch threads (and OpenMP wait policy), and the same reward: TRL's reward function calls the project's
 ``score_rollouts`` (Co-Reward, twins voting for each other). TRL keeps its own defaults
 otherwise (gradient checkpointing, the "dapo" loss), as a user would run it.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -56,6 +58,8 @@ def _ours(a: argparse.Namespace, out: Path) -> dict:
         "step_s": [r["time/step"] for r in rows],
         "tokens": [r["response_length"] * r["n_rollouts"] for r in rows],
         "reward": [r["reward_mean"] for r in rows],
+        "generate_s": [r["time/generate"] for r in rows],
+        "update_s": [r["time/update"] for r in rows],
     }
 
 
@@ -103,7 +107,8 @@ def _trl(a: argparse.Namespace, out: Path) -> dict:
         output_dir=str(out), per_device_train_batch_size=a.pairs * 2 * a.n,
         num_generations=a.n, max_completion_length=a.max_new_tokens, temperature=a.temperature,
         top_p=1.0, beta=a.kl, learning_rate=a.lr, max_steps=a.steps, logging_steps=1,
-        save_strategy="no", report_to="none", use_cpu=True, bf16=a.precision != "32-true",
+        save_strategy="no", report_to="none", use_cpu=True,
+        bf16=(a.trl_precision or a.precision) != "32-true",
         shuffle_dataset=False, seed=a.seed, model_init_kwargs={"dtype": torch.float32},
         dataloader_num_workers=0,
     )
@@ -127,9 +132,13 @@ def _worker(a: argparse.Namespace) -> None:
 def _summary(r: dict) -> dict:
     steps = r["step_s"][1:] or r["step_s"]
     toks = r["tokens"][1:] or r["tokens"]
-    step = statistics.median(steps)
-    return {"step_s": step, "tok_s": statistics.median(t / s for t, s in zip(toks, steps)),
-            "rss": r["peak_rss_gib"], "reward": r["reward"]}
+    out = {"step_s": statistics.median(steps),
+           "tok_s": statistics.median(t / s for t, s in zip(toks, steps)),
+           "rss": r["peak_rss_gib"], "reward": r["reward"]}
+    for key in ("generate_s", "update_s"):
+        if key in r:
+            out[key] = statistics.median(r[key][1:] or r[key])
+    return out
 
 
 def main() -> int:
@@ -139,7 +148,11 @@ def main() -> int:
     p.add_argument("--n", type=int, default=4, help="rollouts per prompt")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    p.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"],
+                   help="ours (and TRL's unless --trl-precision); bf16-mixed also samples "
+                        "from a bfloat16 copy of the weights (rollout.dtype auto)")
+    p.add_argument("--trl-precision", choices=["32-true", "bf16-mixed"],
+                   help="TRL's precision (bf16-mixed = bf16=True, autocast)")
     p.add_argument("--kl", type=float, default=0.0)
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--threads", type=int, default=2)
@@ -152,6 +165,8 @@ def main() -> int:
     if a.worker:
         _worker(a)
         return 0
+    # Same OpenMP wait policy for both workers (see nemo_coreward/embedded/__init__.py).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     results = {}
     for which in (["ours", "trl"] if a.which == "both" else [a.which]):
         with tempfile.NamedTemporaryFile(suffix=".json") as f:
@@ -160,12 +175,16 @@ def main() -> int:
             subprocess.run(cmd, check=True)
             results[which] = {**_summary(json.loads(Path(f.name).read_text())),
                               "wall_s": time.perf_counter() - start}
-    print(f"\n{a.pairs * 2} prompts x {a.n} rollouts x {a.max_new_tokens} new tokens, "
-          f"{a.precision}, KL {a.kl}, {a.threads} threads, median of steps 2..{a.steps}")
+    print(f"\n{a.pairs * 2} prompts x {a.n} rollouts x {a.max_new_tokens} new tokens, ours "
+          f"{a.precision}, TRL {a.trl_precision or a.precision}, KL {a.kl}, {a.threads} "
+          f"threads, median of steps 2..{a.steps}")
     print(f"{'':<22}" + "".join(f"{k:>12}" for k in results))
     for key, label in (("step_s", "step time (s)"), ("tok_s", "generated tok/s"),
                        ("rss", "peak RSS (GiB)")):
         print(f"{label:<22}" + "".join(f"{v[key]:>12.2f}" for v in results.values()))
+    if "generate_s" in results.get("ours", {}):
+        o = results["ours"]
+        print(f"ours: generation {o['generate_s']:.2f} s, update {o['update_s']:.2f} s per step")
     if len(results) == 2:
         print(f"ratio ours / TRL step time: {results['ours']['step_s'] / results['trl']['step_s']:.2f}")
     if a.out:

@@ -3,9 +3,13 @@
 A checkpoint holds the policy, the optimiser, the scheduler, the data cursor, the
 teacher when it moves (Co-rewarding-II; a frozen reference is reloaded from the model
 source instead of being stored), the step, and every random state the run draws from
-(torch CPU and CUDA, Python, numpy). Lightning Fabric writes and reads it; writing goes to
-a temporary file that is renamed into place, so a crash mid-write never leaves a
-truncated checkpoint that a resume would pick. Only the newest ``keep_last`` are kept.
+(torch CPU and CUDA, Python, numpy). It is streamed with ``torch.save`` into a temporary
+file that is renamed into place, so a crash mid-write never leaves a truncated
+checkpoint that a resume would pick. Only the newest ``keep_last`` are kept.
+
+Not Lightning Fabric's ``save``: it serialises the whole checkpoint into memory first and
+then copies that buffer once more (``_atomic_save``), so a 1.6 GB checkpoint of the 135M
+demo model (weights + AdamW) briefly cost 3.2 GB of extra RAM on the CPU box.
 
 Loading uses ``weights_only=True`` (no pickled code): random states are therefore stored
 as tensors and plain tuples, never as numpy objects.
@@ -66,19 +70,36 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def save(fabric: Any, run_dir: Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
-    """Write ``state`` for ``step`` atomically, then prune to the newest ``keep_last``."""
+def save(run_dir: Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
+    """Write ``state`` for ``step`` atomically, then prune to the newest ``keep_last``.
+
+    Objects with a ``state_dict`` (modules, optimiser, scheduler, cursor) are stored as
+    their state dicts; everything else as is.
+    """
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{step:06d}.ckpt"
     tmp = folder / f".step_{step:06d}.ckpt.tmp"
-    fabric.save(tmp, state)
+    payload = {k: v.state_dict() if hasattr(v, "state_dict") else v for k, v in state.items()}
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
     for _, old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
         old.unlink(missing_ok=True)
     return path
 
 
-def load(fabric: Any, path: Path, state: dict[str, Any]) -> dict[str, Any]:
-    """Restore ``state``'s stateful objects in place; return the remaining entries."""
-    return fabric.load(path, state, weights_only=True)
+def load(path: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """Restore ``state``'s objects in place (``load_state_dict``, strict); return the
+    checkpoint's other entries. Tensors land on the CPU first; ``load_state_dict`` copies
+    them to wherever each module's and optimiser's tensors live."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    missing = sorted(set(state) - set(payload))
+    if missing:
+        raise ValueError(f"checkpoint {path} lacks {missing}; it was written by another "
+                         "configuration (e.g. without a moving teacher)")
+    for key, obj in state.items():
+        obj.load_state_dict(payload.pop(key))
+    return payload

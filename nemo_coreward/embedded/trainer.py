@@ -13,6 +13,8 @@ mini-batch = batch), the token mean taken over both sides at once (see ``update.
 from __future__ import annotations
 
 import copy
+import signal
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -132,7 +134,7 @@ def setup(cfg: TrainConfig) -> Session:
     )
     s.evals = log.read_json("eval.json") or {}
     if resume_from is not None:
-        rest = checkpoint.load(fabric, resume_from, _state(s))
+        rest = checkpoint.load(resume_from, _state(s))
         checkpoint.set_rng_state(rest["rng"])
         s.start_step = int(rest["step"])
         _refresh_generator(s)
@@ -177,8 +179,9 @@ def _with_run_dir(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
 
 
 def _state(s: Session) -> dict[str, Any]:
-    """Stateful objects restored in place by Fabric (plus plain entries on save)."""
-    state: dict[str, Any] = {"model": s.policy, "optimizer": s.optimizer,
+    """Objects a checkpoint restores in place (the unwrapped ones, not Fabric's wrappers)."""
+    optimizer = getattr(s.optimizer, "optimizer", s.optimizer)
+    state: dict[str, Any] = {"model": s.raw_policy, "optimizer": optimizer,
                              "scheduler": s.scheduler, "cursor": s.cursor}
     if s.teacher_moves:
         state["teacher"] = s.reference
@@ -187,7 +190,7 @@ def _state(s: Session) -> dict[str, Any]:
 
 def _save(s: Session, step: int, rng: dict, cursor: dict) -> Path:
     state = {**_state(s), "step": step, "rng": rng, "cursor": cursor}
-    return checkpoint.save(s.fabric, s.run_dir, step, state, s.cfg.train.keep_last)
+    return checkpoint.save(s.run_dir, step, state, s.cfg.train.keep_last)
 
 
 @contextmanager
@@ -199,12 +202,46 @@ def _timed(times: dict[str, float], name: str) -> Iterator[None]:
         times[f"time/{name}"] = times.get(f"time/{name}", 0.0) + time.perf_counter() - start
 
 
+class _SignalHold:
+    """Hold SIGINT/SIGTERM from the first weight change of a step until the step is logged.
+
+    An interruption before that rolls back to the step's start; one arriving while weights
+    change (a partly applied update cannot be saved consistently) waits until the step is
+    complete, so a checkpoint of that step can be written.
+    """
+
+    def __init__(self) -> None:
+        self.previous: dict[int, Any] = {}
+        self.caught = False
+
+    def start(self) -> None:
+        if self.previous or threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._catch)
+
+    def _catch(self, signum: int, frame: object) -> None:
+        self.caught = True
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
+
+    def release(self) -> None:
+        """Restore the handlers; raise the held interruption, if any, now."""
+        self.restore()
+        if self.caught:
+            self.caught = False
+            raise KeyboardInterrupt
+
+
 class _Step:
     """One training step; ``mutated`` turns true once model or teacher weights change, after
     which an interruption cannot be rolled back to the step's start."""
 
-    def __init__(self, s: Session, step: int) -> None:
-        self.s, self.step, self.mutated = s, step, False
+    def __init__(self, s: Session, step: int, hold: _SignalHold) -> None:
+        self.s, self.step, self.mutated, self.hold = s, step, False, hold
         self.rng = checkpoint.rng_state()
         self.cursor = s.cursor.state_dict()
 
@@ -231,6 +268,7 @@ class _Step:
             keys = [(p.pair_id, p.side) for p in prompts for _ in range(rollouts.n)]
             adv = advantages_for(rewards, keys, cfg.update)
             with _timed(times, "update"):
+                self.hold.start()
                 self.mutated = True
                 losses = update_policy(s.fabric, s.policy, s.optimizer, rollouts, adv, cfg.loss,
                                        cfg.update, cfg.optim.grad_clip, s.reference,
@@ -254,6 +292,7 @@ class _Step:
         extra: dict[str, float] = {}
         if s.teacher_moves and cfg.teacher.should_update(self.step):
             alpha = cfg.teacher.alpha_at(self.step, cfg.train.steps)
+            self.hold.start()
             self.mutated = True
             ema_update_(s.reference, s.raw_policy, alpha)
             extra["teacher_alpha"] = alpha
@@ -310,11 +349,12 @@ def train(cfg: TrainConfig, on_step_end: Optional[Callable[[int, dict], None]] =
     metrics: dict = {}
     step = saved_at = s.start_step
     current: Optional[_Step] = None
+    hold = _SignalHold()
     bar = tqdm(total=cfg.train.steps, initial=s.start_step, desc="train", unit="step",
                disable=not cfg.train.progress, dynamic_ncols=True)
     try:
         for step in range(s.start_step + 1, cfg.train.steps + 1):
-            current = _Step(s, step)
+            current = _Step(s, step, hold)
             metrics, samples = current.run()
             s.log.metrics(step, metrics)
             if samples:
@@ -326,9 +366,11 @@ def train(cfg: TrainConfig, on_step_end: Optional[Callable[[int, dict], None]] =
                 _save(s, step, checkpoint.rng_state(), s.cursor.state_dict())
                 saved_at = step
             current = None
+            hold.release()
             if on_step_end is not None:
                 on_step_end(step, metrics)
     except KeyboardInterrupt:
+        hold.restore()
         bar.close()
         path = None
         if current is None and step > saved_at:  # between steps: the state is step's
