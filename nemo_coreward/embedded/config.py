@@ -137,7 +137,8 @@ def compose(config_name: str = "default", overrides: Sequence[str] = (),
     folder = Path(config_dir).resolve()
     if not (folder / f"{config_name}.yaml").is_file():
         shipped = sorted(p.stem for p in folder.glob("*.yaml"))
-        raise ConfigError(f"no config {config_name!r} in {folder} (available: {', '.join(shipped)})")
+        raise ConfigError(f"no config {config_name!r} in {folder} "
+                          f"(available: {', '.join(shipped)})")
     try:
         with initialize_config_dir(config_dir=str(folder), version_base=None):
             return hydra_compose(config_name=config_name, overrides=list(overrides))

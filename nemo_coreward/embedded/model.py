@@ -37,8 +37,9 @@ class ModelConfig:
     path: a Hugging Face model directory, a ``.gguf`` file, or null for the bundled
     SmolLM2-135M-Instruct. device: auto (CUDA when present), cpu, cuda or cuda:N.
     precision: a Lightning Fabric precision; auto is bf16-mixed (float32 master weights,
-    bfloat16 matmuls) on CUDA and on CPUs with native bfloat16, else 32-true. threads: torch CPU threads (0 = torch's
-    default). cache_dir: where converted GGUF copies go (null = XDG cache).
+    bfloat16 matmuls) on CUDA and on CPUs with native bfloat16, else 32-true.
+    threads: torch CPU threads (0 = torch's default). cache_dir: where converted GGUF
+    copies go (null = XDG cache).
     """
 
     path: Optional[str] = None
@@ -186,7 +187,8 @@ def load_causal_lm(path: Path, cfg: ModelConfig) -> torch.nn.Module:
 
 
 def cache_kwarg(model: torch.nn.Module) -> str:
-    """Name of the KV-cache argument: ``cache`` from transformers 5.x on, else ``past_key_values``."""
+    """Name of the KV-cache argument: ``cache`` in recent transformers, else
+    ``past_key_values``."""
     target = getattr(model, "_forward_module", model)  # a Lightning Fabric wrapper
     params = inspect.signature(target.forward).parameters
     return "cache" if "cache" in params else "past_key_values"

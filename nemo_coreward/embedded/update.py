@@ -33,7 +33,8 @@ from torch import Tensor
 
 from nemo_coreward.embedded.model import cache_kwarg, output_cache
 from nemo_coreward.embedded.rollout import Autocast, Rollouts, positions, trim_left
-from nemo_coreward.rl import ADVANTAGES, LossConfig, compute_policy_loss, token_entropy, token_logprobs
+from nemo_coreward.rl import (ADVANTAGES, LossConfig, compute_policy_loss, token_entropy,
+                              token_logprobs)
 
 # How a micro-batch's share of an aggregation's denominator is measured.
 _SHARES: dict[str, Callable[[Tensor], Tensor]] = {

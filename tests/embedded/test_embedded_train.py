@@ -122,20 +122,24 @@ def test_interrupt_inside_a_step_rolls_back_to_its_start(tiny_model_dir, tmp_pat
 
 
 @pytest.mark.parametrize("name", REWARDS.names())
-def test_every_reward_runs_one_step(tiny_model_dir, tmp_path, name):
+def test_every_reward_runs_two_steps(tiny_model_dir, tmp_path, name):
     spec = reward_spec(name)
     sides = "all" if spec.needs_twins else "original"
     result = train(_cfg(tiny_model_dir, tmp_path, f"reward.name={name}", f"data.sides={sides}",
-                        "train.steps=1", "eval.enabled=false", "loss.kl_coef=0.01"),
-                   echo=lambda _: None)
-    (row,) = read_metrics(result.run_dir)
-    assert row["n_rollouts"] == 2 * (2 if spec.needs_twins else 1) * 2
-    assert "kl_loss" in row and row["kl_loss"] == pytest.approx(0.0, abs=1e-6)  # ref = policy
+                        "eval.enabled=false", "loss.kl_coef=0.01"), echo=lambda _: None)
+    rows = read_metrics(result.run_dir)
+    assert [r["step"] for r in rows] == [1, 2]
+    assert rows[0]["n_rollouts"] == 2 * (2 if spec.needs_twins else 1) * 2
+    assert rows[0]["kl_loss"] == pytest.approx(0.0, abs=1e-6)  # step 1: reference = policy
     if spec.needs_teacher:
-        assert "teacher_majority_ratio" in row and row["teacher_alpha"] == pytest.approx(0.01)
-        assert "time/teacher" in row
+        # the cosine schedule over the run's 2 steps: alpha_start, then halfway to alpha_end
+        assert [r["teacher_alpha"] for r in rows] == pytest.approx(
+            [0.01, 1e-5 + 0.5 * (0.01 - 1e-5)])
+        assert "teacher_majority_ratio" in rows[0] and "time/teacher" in rows[0]
+    else:
+        assert "teacher_alpha" not in rows[0] and "time/teacher" not in rows[0]
     if spec.needs_token_stats:
-        assert row["reward_std"] > 0  # continuous rewards from recorded logit statistics
+        assert rows[0]["reward_std"] > 0  # continuous rewards from recorded logit statistics
 
 
 @pytest.mark.gpu
@@ -160,7 +164,7 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tiny_model_dir, tmp_pa
             "train.checkpoint_every=0", "eval.enabled=false", "train.export=false"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(read_metrics(run) if (run / "metrics.jsonl").exists() else []) < 2:
+    while time.monotonic() < deadline and len(read_metrics(run)) < 2:
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)

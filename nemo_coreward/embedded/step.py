@@ -1,0 +1,186 @@
+"""One training step, read top to bottom, and the weights rollouts are sampled from.
+
+draw pairs -> policy rollouts -> [teacher averaging -> teacher rollouts] -> rewards ->
+advantages -> update; each phase timed into the step's metrics (``time/...``). Signals
+that arrive while weights change are held until the step is complete (``SignalHold``),
+so an interruption always leaves a state that can be checkpointed.
+"""
+from __future__ import annotations
+
+import copy
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
+
+import torch
+
+from nemo_coreward.embedded import checkpoint
+from nemo_coreward.embedded.data import Prompt, prompts_for
+from nemo_coreward.embedded.prompts import render
+from nemo_coreward.embedded.rollout import DTYPES, Rollouts, encode_prompts, sample
+from nemo_coreward.embedded.scoring import to_rollouts
+from nemo_coreward.embedded.update import advantages_for, update_policy
+from nemo_coreward.reward import ScoredBatch, reward_spec
+from nemo_coreward.rl import ema_update_
+
+if TYPE_CHECKING:
+    from nemo_coreward.embedded.config import TrainConfig
+    from nemo_coreward.embedded.trainer import Session
+
+
+def generation_dtype(cfg: TrainConfig) -> torch.dtype:
+    """``rollout.dtype``; auto follows the training compute dtype (bf16 for bf16-mixed)."""
+    chosen = DTYPES[cfg.rollout.dtype]
+    if chosen is None:
+        bf16 = cfg.model.resolved_precision().startswith("bf16")
+        chosen = torch.bfloat16 if bf16 else torch.float32
+    return chosen
+
+
+def make_generator(raw_policy: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """The trained module itself when it already has ``dtype``, else a frozen copy."""
+    if next(raw_policy.parameters()).dtype == dtype:
+        return raw_policy
+    return copy.deepcopy(raw_policy).to(dtype).eval().requires_grad_(False)
+
+
+def refresh_generator(s: Session) -> None:
+    """Copy the updated weights into the sampling copy, so every step samples on-policy."""
+    if s.generator is not s.raw_policy:
+        with torch.no_grad():
+            s.generator.load_state_dict(s.raw_policy.state_dict())
+
+
+def teacher_autocast(s: Session) -> Any:
+    """Autocast for sampling from a float32 teacher when generation runs in bfloat16."""
+    dtype = generation_dtype(s.cfg)
+    if next(s.reference.parameters()).dtype == dtype:
+        return None
+    return lambda: torch.autocast(s.fabric.device.type, dtype=dtype)
+
+
+@contextmanager
+def _timed(times: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        times[f"time/{name}"] = times.get(f"time/{name}", 0.0) + time.perf_counter() - start
+
+
+class SignalHold:
+    """Hold SIGINT/SIGTERM from the first weight change of a step until the step is logged.
+
+    An interruption before that rolls back to the step's start; one arriving while weights
+    change (a partly applied update cannot be saved consistently) waits until the step is
+    complete, so a checkpoint of that step can be written.
+    """
+
+    def __init__(self) -> None:
+        self.previous: dict[int, Any] = {}
+        self.caught = False
+
+    def start(self) -> None:
+        if self.previous or threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._catch)
+
+    def _catch(self, signum: int, frame: object) -> None:
+        self.caught = True
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
+
+    def release(self) -> None:
+        """Restore the handlers; raise the held interruption, if any, now."""
+        self.restore()
+        if self.caught:
+            self.caught = False
+            raise KeyboardInterrupt
+
+
+class Step:
+    """One training step; ``mutated`` turns true once model or teacher weights change, after
+    which an interruption cannot be rolled back to the step's start."""
+
+    def __init__(self, s: Session, step: int, hold: SignalHold) -> None:
+        self.s, self.step, self.mutated, self.hold = s, step, False, hold
+        self.rng = checkpoint.rng_state()
+        self.cursor = s.cursor.state_dict()
+
+    def run(self) -> tuple[dict[str, float], list[dict]]:
+        s, cfg, times = self.s, self.s.cfg, {}
+        spec = reward_spec(cfg.reward.name)
+        autocast = s.fabric.autocast
+        with _timed(times, "step"):
+            batch = [s.pairs[i] for i in s.cursor.next(cfg.data.pairs_per_step)]
+            prompts = prompts_for(batch, cfg.data)
+            ids, mask = encode_prompts(s.tokenizer,
+                                       render(s.tokenizer, [p.text for p in prompts], cfg.prompt),
+                                       cfg.rollout.max_prompt_tokens, s.fabric.device)
+            with _timed(times, "generate"):
+                rollouts = sample(s.generator, s.tokenizer, ids, mask, cfg.rollout,
+                                  token_stats=spec.needs_token_stats)
+            teacher, extra = None, {}
+            if spec.needs_teacher:
+                with _timed(times, "teacher"):
+                    teacher, extra = self._teacher(prompts, ids, mask)
+            with _timed(times, "reward"):
+                scored = s.scorer.score(to_rollouts(prompts, rollouts), teacher)
+            rewards = torch.tensor(scored.rewards, dtype=torch.float32)
+            keys = [(p.pair_id, p.side) for p in prompts for _ in range(rollouts.n)]
+            adv = advantages_for(rewards, keys, cfg.update)
+            with _timed(times, "update"):
+                self.hold.start()
+                self.mutated = True
+                losses = update_policy(s.fabric, s.policy, s.optimizer, rollouts, adv, cfg.loss,
+                                       cfg.update, cfg.optim.grad_clip, s.reference,
+                                       autocast)
+                lr = s.optimizer.param_groups[0]["lr"]
+                s.scheduler.step()
+                refresh_generator(s)
+        lengths = rollouts.response_mask.sum(-1).float()
+        metrics = {**scored.metrics, **losses, **extra, **times, "lr": lr,
+                   "adv_abs_mean": float(adv.abs().mean()),
+                   "response_length": float(lengths.mean()),
+                   "tokens_per_s": rollouts.num_tokens / max(times["time/generate"], 1e-9)}
+        return metrics, self._samples(prompts, rollouts, scored)
+
+    def _teacher(self, prompts: list[Prompt], ids: torch.Tensor, mask: torch.Tensor
+                 ) -> tuple[list, dict[str, float]]:
+        """Move the teacher towards the policy on update steps, then roll it out on the
+        same prompts with the same sampler (Co-rewarding-II; the reward picks which of its
+        groups label which policy group)."""
+        s, cfg = self.s, self.s.cfg
+        extra: dict[str, float] = {}
+        if s.teacher_moves and cfg.teacher.should_update(self.step):
+            alpha = cfg.teacher.alpha_at(self.step, cfg.train.steps)
+            self.hold.start()
+            self.mutated = True
+            ema_update_(s.reference, s.raw_policy, alpha)
+            extra["teacher_alpha"] = alpha
+        out = sample(s.reference, s.tokenizer, ids, mask, cfg.rollout, autocast=teacher_autocast(s))
+        return to_rollouts(prompts, out), extra
+
+    def _samples(self, prompts: list[Prompt], r: Rollouts, scored: ScoredBatch) -> list[dict]:
+        cfg = self.s.cfg.train
+        if not cfg.sample_every or self.step % cfg.sample_every:
+            return []
+        rows: dict[str, dict] = {}
+        for q, p in enumerate(prompts):
+            if p.pair_id not in rows and len(rows) == cfg.sample_pairs:
+                continue
+            row = rows.setdefault(p.pair_id, {"step": self.step, "pair_id": p.pair_id,
+                                              "answer": p.answer, "sides": []})
+            scores = scored.scores[q * r.n:(q + 1) * r.n]
+            row["sides"].append({
+                "side": p.side, "question": p.text,
+                "responses": [{"text": t, "answer": sc.answer, "label": sc.label,
+                               "reward": sc.reward, "failure": sc.failure}
+                              for t, sc in zip(r.texts[q * r.n:(q + 1) * r.n], scores)]})
+        return list(rows.values())
