@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ninterrupted{where}", file=sys.stderr)
         return 130
     m = result.metrics
+    if result.stopped_early:
+        print(f"stopped early by the collapse alarm (alarm.stop=true): {result.alarm.summary()}; "
+              f"details in {result.run_dir / 'alarm.json'}")
     print(f"done after step {result.last_step}: reward {m.get('reward_mean', float('nan')):.2f}, "
           f"pseudo-label accuracy {m.get('pseudo_label_accuracy', float('nan')):.2f}, "
           f"majority ratio {m.get('majority_ratio', float('nan')):.2f}, "

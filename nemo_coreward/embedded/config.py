@@ -27,6 +27,7 @@ from nemo_coreward.embedded.prompts import PromptConfig
 from nemo_coreward.embedded.rollout import SamplingConfig
 from nemo_coreward.embedded.scoring import RewardSection
 from nemo_coreward.embedded.update import UpdateConfig
+from nemo_coreward.eval.alarm import AlarmSection
 from nemo_coreward.reward import reward_spec
 from nemo_coreward.rl import LossConfig, TeacherConfig
 
@@ -81,6 +82,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    alarm: AlarmSection = field(default_factory=AlarmSection)
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:

@@ -22,11 +22,15 @@ from nemo_coreward.reward import grader_for
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """enabled: run the before/after evaluation. num_pairs: held-out pairs (each side is
-    a prompt). path: a records file with answers instead of the synthetic held-out split.
-    max_new_tokens: greedy budget (null = the rollout budget)."""
+    """enabled: run the before/after evaluation. every: also evaluate every N steps during
+    training, logged into that step's metrics as ``heldout_accuracy`` (what the collapse
+    alarm and the report's held-out curve read); 0 = before and after only. num_pairs:
+    held-out pairs (each side is a prompt). path: a records file with answers instead of
+    the synthetic held-out split. max_new_tokens: greedy budget (null = the rollout
+    budget)."""
 
     enabled: bool = True
+    every: int = 0
     num_pairs: int = 32
     path: Optional[str] = None
     max_new_tokens: Optional[int] = None
@@ -34,6 +38,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.num_pairs < 1:
             raise ValueError(f"eval.num_pairs must be >= 1, got {self.num_pairs}")
+        if self.every < 0:
+            raise ValueError(f"eval.every must be >= 0, got {self.every}")
 
 
 def heldout_pairs(cfg: EvalConfig, data: DataConfig, seed: int) -> list[PairRecord]:

@@ -62,7 +62,7 @@ def teacher_autocast(s: Session) -> Any:
 
 
 @contextmanager
-def _timed(times: dict[str, float], name: str) -> Iterator[None]:
+def timed(times: dict[str, float], name: str) -> Iterator[None]:
     start = time.perf_counter()
     try:
         yield
@@ -117,25 +117,25 @@ class Step:
         s, cfg, times = self.s, self.s.cfg, {}
         spec = reward_spec(cfg.reward.name)
         autocast = s.fabric.autocast
-        with _timed(times, "step"):
+        with timed(times, "step"):
             batch = [s.pairs[i] for i in s.cursor.next(cfg.data.pairs_per_step)]
             prompts = prompts_for(batch, cfg.data)
             ids, mask = encode_prompts(s.tokenizer,
                                        render(s.tokenizer, [p.text for p in prompts], cfg.prompt),
                                        cfg.rollout.max_prompt_tokens, s.fabric.device)
-            with _timed(times, "generate"):
+            with timed(times, "generate"):
                 rollouts = sample(s.generator, s.tokenizer, ids, mask, cfg.rollout,
                                   token_stats=spec.needs_token_stats)
             teacher, extra = None, {}
             if spec.needs_teacher:
-                with _timed(times, "teacher"):
+                with timed(times, "teacher"):
                     teacher, extra = self._teacher(prompts, ids, mask)
-            with _timed(times, "reward"):
+            with timed(times, "reward"):
                 scored = s.scorer.score(to_rollouts(prompts, rollouts), teacher)
             rewards = torch.tensor(scored.rewards, dtype=torch.float32)
             keys = [(p.pair_id, p.side) for p in prompts for _ in range(rollouts.n)]
             adv = advantages_for(rewards, keys, cfg.update)
-            with _timed(times, "update"):
+            with timed(times, "update"):
                 self.hold.start()
                 self.mutated = True
                 losses = update_policy(s.fabric, s.policy, s.optimizer, rollouts, adv, cfg.loss,

@@ -26,10 +26,11 @@ from nemo_coreward.embedded.data import PairCursor, Prompt, check_twins, load_pa
 from nemo_coreward.embedded.evaluate import eval_prompts, evaluate, heldout_pairs
 from nemo_coreward.embedded.model import load_causal_lm, load_tokenizer, model_dir
 from nemo_coreward.embedded.optim import build_optimizer, build_scheduler
-from nemo_coreward.embedded.rundir import RunLog, new_run_dir
+from nemo_coreward.embedded.rundir import RunLog, new_run_dir, read_metrics
 from nemo_coreward.embedded.scoring import Scorer
 from nemo_coreward.embedded.step import (SignalHold, Step, generation_dtype, make_generator,
-                                         refresh_generator)
+                                         refresh_generator, timed)
+from nemo_coreward.eval.alarm import AlarmResult, AlarmWatch
 from nemo_coreward.reward import reward_spec
 
 
@@ -62,11 +63,16 @@ class Session:
 
 @dataclass(frozen=True)
 class TrainResult:
+    """``alarm``: the collapse alarm's verdict on the run (``stopped_early`` when
+    ``alarm.stop`` ended the run at ``last_step``)."""
+
     run_dir: Path
     last_step: int
     metrics: dict
     eval_before: Optional[dict]
     eval_after: Optional[dict]
+    alarm: Optional[AlarmResult] = None
+    stopped_early: bool = False
 
 
 class Interrupted(KeyboardInterrupt):
@@ -165,11 +171,40 @@ def _evaluate(s: Session) -> dict[str, float]:
                     cfg.eval.max_new_tokens, s.fabric.device)
 
 
+def _heldout_metrics(e: dict[str, float]) -> dict[str, float]:
+    """A held-out evaluation as the step metrics the report and the alarm read."""
+    return {"heldout_accuracy": e["accuracy"], "heldout_boxed_rate": e["boxed_rate"],
+            "heldout_twin_agreement": e["twin_agreement"]}
+
+
 def _postfix(m: dict[str, float]) -> dict[str, str]:
     return {"reward": f"{m.get('reward_mean', float('nan')):.2f}",
             "maj": f"{m.get('majority_ratio', float('nan')):.2f}",
             "twin": f"{m.get('twin_agreement', float('nan')):.2f}",
             "tok/s": f"{m.get('tokens_per_s', 0.0):.0f}"}
+
+
+def _alarm_watch(s: Session) -> AlarmWatch:
+    """The collapse alarm over the run's rows so far, the held-out accuracy before
+    training as step 0 (a resumed run continues its history)."""
+    rows = read_metrics(s.run_dir)
+    before = s.evals.get("before")
+    if before:
+        rows.insert(0, {"step": 0, **_heldout_metrics(before)})
+    return AlarmWatch(s.cfg.alarm, rows)
+
+
+def _check_alarm(s: Session, watch: AlarmWatch, echo: Callable[[str], None],
+                 row: Optional[dict] = None) -> bool:
+    """Re-check the alarm with ``row``; report a first firing (``alarm.json``); True when
+    the run should stop."""
+    fired = watch.observe(row)
+    if fired is not None:
+        stop = s.cfg.alarm.stop
+        echo(fired.summary() + ("; stopping (alarm.stop=true)" if stop
+                                else "; continuing (alarm.stop=false)"))
+        s.log.write_json("alarm.json", {**vars(fired), "stopped": stop})
+    return watch.stop
 
 
 def train(cfg: TrainConfig, on_step_end: Optional[Callable[[int, dict], None]] = None,
@@ -190,25 +225,35 @@ def train(cfg: TrainConfig, on_step_end: Optional[Callable[[int, dict], None]] =
     step = saved_at = s.start_step
     current: Optional[Step] = None
     hold = SignalHold()
+    watch = _alarm_watch(s)
+    stopped = _check_alarm(s, watch, echo)  # a rerun of a run the alarm stopped stays stopped
     bar = tqdm(total=cfg.train.steps, initial=s.start_step, desc="train", unit="step",
-               disable=not cfg.train.progress, dynamic_ncols=True)
+               disable=not cfg.train.progress or stopped, dynamic_ncols=True)
+    last_eval: Optional[dict] = None
     try:
-        for step in range(s.start_step + 1, cfg.train.steps + 1):
+        for step in range(s.start_step + 1, 0 if stopped else cfg.train.steps + 1):
             current = Step(s, step, hold)
             metrics, samples = current.run()
+            if cfg.eval.enabled and cfg.eval.every and step % cfg.eval.every == 0:
+                with timed(metrics, "heldout"):
+                    last_eval = {"step": step, **_evaluate(s)}
+                metrics.update(_heldout_metrics(last_eval))
             s.log.metrics(step, metrics)
             if samples:
                 s.log.samples(samples)
             bar.set_postfix(_postfix(metrics), refresh=False)
             bar.update(1)
+            stopped = _check_alarm(s, watch, echo, {"step": step, **metrics})
             every = cfg.train.checkpoint_every
-            if every and step % every == 0:
+            if (every and step % every == 0) or stopped:
                 _save(s, step, checkpoint.rng_state(), s.cursor.state_dict())
                 saved_at = step
             current = None
             hold.release()
             if on_step_end is not None:
                 on_step_end(step, metrics)
+            if stopped:
+                break
     except KeyboardInterrupt:
         hold.restore()
         bar.close()
@@ -226,12 +271,17 @@ def train(cfg: TrainConfig, on_step_end: Optional[Callable[[int, dict], None]] =
         s.raw_policy.save_pretrained(str(final))
         s.tokenizer.save_pretrained(str(final))
     if cfg.eval.enabled:
-        echo(f"evaluating the trained policy on {len(s.eval_prompts)} held-out prompts (greedy)")
-        s.evals["after"] = _evaluate(s)
+        if last_eval is not None and last_eval["step"] == step:  # just evaluated: reuse it
+            s.evals["after"] = {k: v for k, v in last_eval.items() if k != "step"}
+        else:
+            echo(f"evaluating the trained policy on {len(s.eval_prompts)} held-out prompts "
+                 "(greedy)")
+            s.evals["after"] = _evaluate(s)
         s.log.write_json("eval.json", s.evals)
         echo(f"held-out after:  {_describe(s.evals['after'])}")
     s.log.close()
-    return TrainResult(s.run_dir, step, metrics, s.evals.get("before"), s.evals.get("after"))
+    return TrainResult(s.run_dir, step, metrics, s.evals.get("before"), s.evals.get("after"),
+                       watch.result, stopped)
 
 
 def _describe(e: dict[str, float]) -> str:

@@ -31,6 +31,7 @@ step on its own metric rows to stop early, and the report calls it on ``metrics.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -117,36 +118,49 @@ def series(rows: Sequence[Mapping[str, object]], key: str) -> Series:
 def smoothed(points: Series, step: int, window: int) -> float | None:
     """Mean of the points with step in ``(step - window, step]``; the latest point at or
     before ``step`` when none fall inside; ``None`` when there is none at all."""
-    inside = [v for s, v in points if step - window < s <= step]
-    if inside:
-        return sum(inside) / len(inside)
-    before = [v for s, v in points if s <= step]
-    return before[-1] if before else None
+    return _smoothed([s for s, _ in points], points, step, window)
+
+
+def _smoothed(steps: list[int], points: Series, step: int, window: int) -> float | None:
+    hi = bisect_right(steps, step)
+    lo = bisect_right(steps, step - window, 0, hi)
+    if lo < hi:
+        return sum(v for _, v in points[lo:hi]) / (hi - lo)
+    return points[hi - 1][1] if hi else None
 
 
 def _check_one(acc: Series, maj: Series, key: str, cfg: AlarmConfig) -> AlarmResult | None:
-    steps = [s for s, _ in acc]
-    smooth_acc = {s: smoothed(acc, s, cfg.window) for s in steps}
-    held = 0
-    for i in range(cfg.min_points - 1, len(steps)):
-        now = steps[i]
-        peak = max(steps[:i], key=lambda s: (smooth_acc[s], -s))
-        m_now, m_peak = smoothed(maj, now, cfg.window), smoothed(maj, peak, cfg.window)
-        if m_peak is None:  # accuracy measured before the first rollout (step 0)
-            m_peak = smoothed(maj, maj[0][0] + cfg.window - 1, cfg.window)
-        if m_now is None or m_peak is None:
-            held = 0
-            continue
-        dropped = smooth_acc[peak] - smooth_acc[now] >= cfg.accuracy_drop - 1e-12
-        rose = m_now - m_peak >= cfg.majority_rise - 1e-12
-        held = held + 1 if (dropped and rose) else 0
-        if held >= cfg.patience:
-            return AlarmResult(
-                fired=True, step=now, accuracy_key=key, peak_step=peak,
-                accuracy_peak=smooth_acc[peak], accuracy_now=smooth_acc[now],
-                majority_at_peak=m_peak, majority_now=m_now,
-                reason=f"{key} dropped while {cfg.majority_key} rose",
-            )
+    """One pass over the accuracy points, the running peak kept as it goes, so the trainer
+    can afford to re-check the whole run after every step."""
+    steps, maj_steps = [s for s, _ in acc], [s for s, _ in maj]
+    smooth_acc = [_smoothed(steps, acc, s, cfg.window) for s in steps]
+
+    def smooth_maj(step: int) -> float | None:
+        return _smoothed(maj_steps, maj, step, cfg.window)
+
+    first_maj = smooth_maj(maj_steps[0] + cfg.window - 1)
+    held, best = 0, 0  # best: index of the highest smoothed accuracy so far (first on ties)
+    for i in range(1, len(steps)):
+        if i >= cfg.min_points - 1:
+            now, peak = steps[i], steps[best]
+            m_now, m_peak = smooth_maj(now), smooth_maj(peak)
+            if m_peak is None:  # accuracy measured before the first rollout (step 0)
+                m_peak = first_maj
+            if m_now is None or m_peak is None:
+                held = 0
+            else:
+                dropped = smooth_acc[best] - smooth_acc[i] >= cfg.accuracy_drop - 1e-12
+                rose = m_now - m_peak >= cfg.majority_rise - 1e-12
+                held = held + 1 if (dropped and rose) else 0
+                if held >= cfg.patience:
+                    return AlarmResult(
+                        fired=True, step=now, accuracy_key=key, peak_step=peak,
+                        accuracy_peak=smooth_acc[best], accuracy_now=smooth_acc[i],
+                        majority_at_peak=m_peak, majority_now=m_now,
+                        reason=f"{key} dropped while {cfg.majority_key} rose",
+                    )
+        if smooth_acc[i] > smooth_acc[best]:
+            best = i
     return None
 
 
@@ -176,3 +190,41 @@ def collapse_alarm(
             f"(looked for {', '.join(config.accuracy_keys)})",
         )
     return AlarmResult(fired=False, reason=f"checked {', '.join(checked)}", checked=tuple(checked))
+
+
+@dataclass(frozen=True)
+class AlarmSection(AlarmConfig):
+    """``AlarmConfig`` as a trainer's ``alarm`` section; ``stop`` ends the run when the
+    alarm fires (false: the trainer only warns)."""
+
+    stop: bool = False
+
+
+class AlarmWatch:
+    """The alarm over a run's rows as they arrive, for a trainer's step loop.
+
+    Re-checking every row each step is what makes the verdict the same as the report's
+    (which sees the whole run); ``collapse_alarm`` is linear in the rows, so it stays cheap.
+    """
+
+    def __init__(self, config: AlarmSection, rows: Sequence[Mapping[str, object]] = ()) -> None:
+        self.config = config
+        self.rows = [dict(r) for r in rows]
+        self.result: AlarmResult | None = None
+        self._reported = False
+
+    def observe(self, row: Mapping[str, object] | None = None) -> AlarmResult | None:
+        """Add ``row`` (if any) and re-check; the result the first time the alarm fires,
+        else None (so a trainer reports a firing once)."""
+        if row is not None:
+            self.rows.append(dict(row))
+        self.result = collapse_alarm(self.rows, self.config)
+        if self.result.fired and not self._reported:
+            self._reported = True
+            return self.result
+        return None
+
+    @property
+    def stop(self) -> bool:
+        """Whether the run should end now (fired, and ``stop`` is set)."""
+        return bool(self.config.stop and self.result is not None and self.result.fired)

@@ -173,3 +173,62 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tiny_model_dir, tmp_pa
     (saved, _), *_ = list_checkpoints(run)[::-1]
     assert saved >= 2  # no checkpoint was due (checkpoint_every=0): SIGTERM made this one
     assert [r["step"] for r in read_metrics(run)] == list(range(1, saved + 1))
+
+
+def test_periodic_heldout_evaluation_is_logged_and_reused_as_the_final_one(tiny_model_dir,
+                                                                         tmp_path):
+    result = train(_cfg(tiny_model_dir, tmp_path, "train.steps=3", "eval.every=2"),
+                   echo=lambda _: None)
+    rows = read_metrics(result.run_dir)
+    assert ["heldout_accuracy" in r for r in rows] == [False, True, False]
+    assert rows[1]["heldout_boxed_rate"] >= 0 and "time/heldout" in rows[1]
+    assert 0.0 <= rows[1]["heldout_accuracy"] <= 1.0
+    # step 3 is not a multiple of 2: the final evaluation runs on its own
+    assert set(result.eval_after) >= {"accuracy", "boxed_rate", "twin_agreement"}
+
+    logged: list[str] = []
+    again = train(_cfg(tiny_model_dir, tmp_path / "b", "eval.every=1"), echo=logged.append)
+    last = read_metrics(again.run_dir)[-1]
+    assert again.eval_after["accuracy"] == last["heldout_accuracy"]
+    assert sum("evaluating the trained policy" in line for line in logged) == 0
+
+
+# A constant series as both "accuracy" and "majority ratio" meets zero thresholds at every
+# point: the alarm fires at its second point, whatever the random tiny model samples.
+ALWAYS_FIRES = ["alarm.majority_key=n_rollouts", "alarm.accuracy_keys=[n_rollouts]",
+                "alarm.accuracy_drop=0", "alarm.majority_rise=0", "alarm.patience=1",
+                "alarm.window=1", "eval.enabled=false", "train.steps=4",
+                "train.checkpoint_every=0"]
+
+
+def test_the_collapse_alarm_stops_the_run_with_a_checkpoint(tiny_model_dir, tmp_path):
+    logged: list[str] = []
+    result = train(_cfg(tiny_model_dir, tmp_path, *ALWAYS_FIRES, "alarm.stop=true"),
+                   echo=logged.append)
+    assert result.stopped_early and result.alarm.fired and result.alarm.step == 2
+    assert result.last_step == 2
+    assert [r["step"] for r in read_metrics(result.run_dir)] == [1, 2]
+    assert [step for step, _ in list_checkpoints(result.run_dir)] == [2]
+    saved = json.loads((result.run_dir / "alarm.json").read_text())
+    assert saved["step"] == 2 and saved["stopped"] is True
+    assert any("COLLAPSE ALARM at step 2" in line and "stopping" in line for line in logged)
+
+    # resuming a stopped run does not train past the alarm
+    rerun = train(_cfg(tiny_model_dir, tmp_path, *ALWAYS_FIRES, "alarm.stop=true",
+                       f"run_dir={result.run_dir}", "resume=true"), echo=lambda _: None)
+    assert rerun.stopped_early and rerun.last_step == 2
+    assert [r["step"] for r in read_metrics(result.run_dir)] == [1, 2]
+
+
+def test_without_alarm_stop_the_alarm_only_warns(tiny_model_dir, tmp_path):
+    logged: list[str] = []
+    result = train(_cfg(tiny_model_dir, tmp_path, *ALWAYS_FIRES), echo=logged.append)
+    assert result.alarm.fired and not result.stopped_early and result.last_step == 4
+    assert sum("COLLAPSE ALARM" in line for line in logged) == 1  # reported once
+    assert json.loads((result.run_dir / "alarm.json").read_text())["stopped"] is False
+
+
+def test_a_run_that_does_not_collapse_raises_no_alarm(tiny_model_dir, tmp_path):
+    result = train(_cfg(tiny_model_dir, tmp_path, "eval.enabled=false"), echo=lambda _: None)
+    assert not result.alarm.fired and not result.stopped_early
+    assert not (result.run_dir / "alarm.json").exists()

@@ -5,7 +5,8 @@ import random
 
 import pytest
 
-from nemo_coreward.eval.alarm import AlarmConfig, collapse_alarm, series, smoothed
+from nemo_coreward.eval.alarm import (AlarmConfig, AlarmSection, AlarmWatch, collapse_alarm,
+                                      series, smoothed)
 
 RAW = AlarmConfig(window=1, patience=1)  # no smoothing, fire at once: hand-checkable
 
@@ -150,3 +151,55 @@ def test_series_and_smoothed():
 def test_config_validation(kwargs):
     with pytest.raises(ValueError):
         AlarmConfig(**kwargs)
+
+
+def _reference_alarm_step(acc, maj, cfg):
+    """The rule written out literally (quadratic): the first firing step, or None."""
+    steps = [s for s, _ in acc]
+    smooth = {s: smoothed(acc, s, cfg.window) for s in steps}
+    held = 0
+    for i in range(cfg.min_points - 1, len(steps)):
+        now = steps[i]
+        peak = max(steps[:i], key=lambda s: (smooth[s], -s))
+        m_now, m_peak = smoothed(maj, now, cfg.window), smoothed(maj, peak, cfg.window)
+        if m_peak is None:
+            m_peak = smoothed(maj, maj[0][0] + cfg.window - 1, cfg.window)
+        if m_now is None or m_peak is None:
+            held = 0
+            continue
+        ok = (smooth[peak] - smooth[now] >= cfg.accuracy_drop - 1e-12
+              and m_now - m_peak >= cfg.majority_rise - 1e-12)
+        held = held + 1 if ok else 0
+        if held >= cfg.patience:
+            return now
+    return None
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_one_pass_check_matches_the_rule_written_out(seed):
+    rng = random.Random(seed)
+    n = rng.randint(2, 40)
+    cfg = AlarmConfig(window=rng.randint(1, 6), patience=rng.randint(1, 3),
+                      min_points=rng.randint(2, 4), accuracy_drop=rng.choice([0.0, 0.1, 0.2]),
+                      majority_rise=rng.choice([0.0, 0.1, 0.2]),
+                      accuracy_keys=("heldout_accuracy",))
+    r = rows(majority_ratio=[round(rng.random(), 1) for _ in range(n)],
+             heldout_accuracy=[round(rng.random(), 1) if rng.random() < 0.4 else None
+                               for _ in range(n)])
+    r.insert(0, {"step": 0, "heldout_accuracy": 0.5})  # before training, as the trainer adds
+    acc, maj = series(r, "heldout_accuracy"), series(r, "majority_ratio")
+    expected = _reference_alarm_step(acc, maj, cfg) if len(acc) >= cfg.min_points else None
+    assert collapse_alarm(r, cfg).step == expected
+
+
+def test_watch_reports_a_firing_once_and_stops_only_when_asked():
+    r = rows(majority_ratio=[0.4, 0.4, 0.6, 0.7, 0.8],
+             pseudo_label_accuracy=[0.5, 0.5, 0.3, 0.3, 0.2])
+    for stop in (False, True):
+        watch = AlarmWatch(AlarmSection(window=1, patience=1, stop=stop), r[:1])
+        fired = [watch.observe(row) for row in r[1:]]
+        assert [f is not None for f in fired] == [False, True, False, False]
+        assert fired[1].step == 3 and watch.result.fired
+        assert watch.stop is stop
+    quiet = AlarmWatch(AlarmSection(stop=True))
+    assert quiet.observe() is None and quiet.stop is False  # no rows yet: no alarm
