@@ -147,7 +147,8 @@ def main(cfg) -> None:
         batch_iterator_cls=get_batch_iterator_cls(cfg.trainer.grpo.get("batch_iterator", {})),
         logger=logger, ckpt_callback=ckpt_callback,
         run_timer=Timer(cfg.exp_manager.get("max_time_per_run") if cfg.exp_manager else None),
-        coreward=coreward, teacher_store=store)
+        coreward=coreward, teacher_store=store,
+        alarm_history=Path(cfg.exp_manager.explicit_log_dir or ".") / "coreward_alarm.jsonl")
     if custom_trainer_state is not None:
         grpo_trainer.load_state_dict(custom_trainer_state)
         if store is not None and actor.teacher is not None:

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
+from nemo_coreward.eval.alarm import AlarmSection
 from nemo_coreward.reward import RewardConfig, reward_spec
 from nemo_coreward.rl import ADVANTAGES, AGGREGATIONS, KL_PENALTIES, LossConfig, TeacherConfig
 
@@ -201,9 +202,10 @@ class CoRewardConfig:
     loss: LossSection = field(default_factory=LossSection)
     teacher: TeacherSection = field(default_factory=TeacherSection)
     data: DataSection = field(default_factory=DataSection)
+    alarm: AlarmSection = field(default_factory=AlarmSection)
 
     SECTIONS = ("reward", "validation_reward", "server", "advantage", "kl", "loss",
-                "teacher", "data")
+                "teacher", "data", "alarm")
 
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any] | None, where: str = "coreward"
@@ -221,6 +223,7 @@ class CoRewardConfig:
             loss=_build(LossSection, section.get("loss"), f"{where}.loss"),
             teacher=_build(TeacherSection, section.get("teacher"), f"{where}.teacher"),
             data=_build(DataSection, section.get("data"), f"{where}.data"),
+            alarm=_build(AlarmSection, section.get("alarm"), f"{where}.alarm"),
         )
         cfg._check_consistency(where)
         return cfg

@@ -19,12 +19,21 @@ What changes, and where (line numbers of ``nemo_aligner/algorithms/reinforce.py`
   (what the sampler counts), not by the rollouts, so data is not skipped and a resumed run
   starts where it stopped.
 - ``save`` also writes the teacher's shard, so a resumed Co-rewarding-II run is exact.
+- The collapse alarm (``coreward.alarm``) is checked after every step's rollouts on the
+  reward's metrics (``pseudo_label_accuracy`` when answers are known) and after every
+  validation with a ``ground_truth`` validation reward (``heldout_accuracy``); with
+  ``stop`` the run timer reports "finished", so NeMo-Aligner's own loop validates, saves
+  and returns exactly as at ``max_time_per_run``. Its history is a JSONL file beside the
+  checkpoints, cut back to the restored step on resume.
 
 Fit loop, optimiser steps, validation, checkpoints, logging, TensorRT-LLM: NeMo-Aligner's.
 """
 from __future__ import annotations
 
+import json
+import logging
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,23 +52,31 @@ from nemo_coreward.aligner.advantages import consumed_after_step, reinforce_term
 from nemo_coreward.aligner.config import CoRewardConfig
 from nemo_coreward.aligner.scoring import RewardRouter, response_decoder
 from nemo_coreward.aligner.teacher import TeacherStore
+from nemo_coreward.eval.alarm import AlarmWatch
 
-__all__ = ["CoRewardGRPOTrainer"]
+__all__ = ["CoRewardGRPOTrainer", "StopOnAlarm"]
+
+log = logging.getLogger(__name__)
 
 
 class CoRewardGRPOTrainer(ReinforceTrainer):
     """``ReinforceTrainer`` with GRPO advantages and Co-Reward scoring (module docstring).
 
     Extra arguments: ``coreward`` (the parsed ``coreward:`` section), ``rm`` is a
-    ``RewardRouter``, ``teacher_store`` where teacher snapshots go (Co-rewarding-II).
+    ``RewardRouter``, ``teacher_store`` where teacher snapshots go (Co-rewarding-II),
+    ``alarm_history`` the collapse alarm's JSONL rows (None: kept in memory only).
     ``cfg`` is ``trainer.grpo`` (NeMo-Aligner's ``trainer.reinforce`` keys).
     """
 
     def __init__(self, *, coreward: CoRewardConfig, rm: RewardRouter,
-                 teacher_store: TeacherStore | None = None, **kwargs: Any) -> None:
+                 teacher_store: TeacherStore | None = None,
+                 alarm_history: str | Path | None = None, **kwargs: Any) -> None:
         super().__init__(rm=rm, **kwargs)
         self.coreward = coreward
         self.teacher_store = teacher_store
+        self.alarm_history = Path(alarm_history) if alarm_history else None
+        self.alarm = AlarmWatch(coreward.alarm, _read_rows(self.alarm_history))
+        self.run_timer = StopOnAlarm(self.run_timer, self.alarm)
         # NeMo-Aligner decides from initial_policy_kl_penalty; ours from coreward.kl.
         self.compute_init_policy_kl = coreward.needs_reference
         self.rollouts_per_pair = coreward.data.num_sides * self.cfg.num_rollouts_per_prompt
@@ -170,8 +187,42 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
         data, grpo_metrics = self.generate_reinforce_data(batch)
         with self.timer("finish_inference"):
             self.model.finish_inference()
+        prefix = "coreward_"
+        self._observe({"step": self.step + 1, **{k[len(prefix):]: v for k, v in metrics.items()
+                                                 if k.startswith(prefix)}})
+        metrics["coreward_alarm_fired"] = float(self.alarm.result.fired)
         return (data, metrics | grpo_metrics | {"consumed_samples": self.consumed_samples},
                 self.timer.consume_durations())
+
+    def run_validation(self):
+        metrics = super().run_validation()
+        if self.coreward.validation_reward.name == "ground_truth":  # the mean is accuracy
+            self._observe({"step": self.step, "heldout_accuracy": metrics["rewards"]})
+        return metrics
+
+    # -- the collapse alarm ---------------------------------------------------------------
+    def _observe(self, row: dict[str, Any]) -> None:
+        fired = self.alarm.observe(row)
+        if not _is_rank_zero():
+            return
+        if self.alarm_history is not None:
+            self.alarm_history.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.alarm_history, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+        if fired is not None:
+            action = ("stopping after this step (coreward.alarm.stop=True)"
+                      if self.coreward.alarm.stop else "continuing (coreward.alarm.stop=False)")
+            log.warning("%s; %s", fired.summary(), action)
+
+    def load_state_dict(self, state_dict):
+        """Also cut the alarm's history back to the restored step (the steps after it are
+        redone)."""
+        super().load_state_dict(state_dict)
+        step = int(state_dict["step"])
+        self.alarm.truncate_after(step)
+        if self.alarm_history is not None and _is_rank_zero():
+            self.alarm_history.write_text("".join(json.dumps(r) + "\n" for r in self.alarm.rows),
+                                          encoding="utf-8")
 
     # -- checkpoints ----------------------------------------------------------------------
     def save(self, extra_candidates=None, is_train_end=False):
@@ -184,3 +235,54 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
                                     mcore_parallel_state.get_pipeline_model_parallel_rank())
         if torch.distributed.is_initialized():
             torch.distributed.barrier()
+
+
+class StopOnAlarm:
+    """NeMo-Aligner's run timer, also "finished" once the collapse alarm says stop.
+
+    ``fit`` asks the timer after every step; a finished timer makes it validate, save and
+    return, which is the clean early stop. Rank 0 decides and broadcasts, so every rank
+    leaves the loop at the same step.
+    """
+
+    def __init__(self, timer: Any, watch: AlarmWatch) -> None:
+        self.timer, self.watch = timer, watch
+
+    def start_time(self) -> None:
+        self.timer.start_time()
+
+    def is_finished(self) -> bool:
+        stop = torch.tensor([self.watch.stop], dtype=torch.bool, device=_device())
+        if torch.distributed.is_initialized():
+            torch.distributed.broadcast(stop, 0)
+        return bool(self.timer.is_finished()) or bool(stop.item())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.timer, name)
+
+    def __repr__(self) -> str:
+        return f"StopOnAlarm({self.timer!r})"
+
+
+def _device() -> str:
+    dist = torch.distributed
+    nccl = dist.is_initialized() and dist.get_backend() == "nccl"
+    return f"cuda:{torch.cuda.current_device()}" if nccl else "cpu"
+
+
+def _is_rank_zero() -> bool:
+    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+
+
+def _read_rows(path: Path | None) -> list[dict[str, Any]]:
+    if path is None or not path.is_file():
+        return []
+    rows = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+    return rows

@@ -224,6 +224,10 @@ class AlarmWatch:
             return self.result
         return None
 
+    def truncate_after(self, step: int) -> None:
+        """Forget rows after ``step`` (a resumed run redoes those steps)."""
+        self.rows = [r for r in self.rows if int(r["step"]) <= step]  # type: ignore[call-overload]
+
     @property
     def stop(self) -> bool:
         """Whether the run should end now (fired, and ``stop`` is set)."""

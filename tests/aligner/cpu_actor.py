@@ -153,9 +153,13 @@ class _Hooks:
 
 
 class Recorder:
-    """Logger, checkpoint callback and run timer in one: records what the trainer reports."""
+    """Logger, checkpoint callback and run timer in one: records what the trainer reports.
+    ``time_limit_after``: the timer says "finished" after that many steps (a job's time
+    limit, as ``exp_manager.max_time_per_run`` does)."""
 
-    def __init__(self) -> None:
+    def __init__(self, time_limit_after: int | None = None) -> None:
+        self.time_limit_after = time_limit_after
+        self.timer_checks = 0
         self.metrics: list[tuple[str, int, dict[str, Any]]] = []
         self.tables: list[Any] = []
         self.saves: list[dict[str, Any]] = []
@@ -176,4 +180,5 @@ class Recorder:
         pass
 
     def is_finished(self):
-        return False
+        self.timer_checks += 1
+        return self.time_limit_after is not None and self.timer_checks >= self.time_limit_after

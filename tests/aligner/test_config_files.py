@@ -103,6 +103,8 @@ def test_every_coreward_key_is_commented():
     ({"validation_reward": {"name": "co_rewarding_ii"}}, "coreward.validation_reward.name"),
     ({"reward": {"name": "entropy"}}, "needs per-token statistics"),
     ({"teacher": {"update_interval": 0}}, "coreward.teacher: TeacherConfig.update_interval"),
+    ({"alarm": {"windw": 3}}, "coreward.alarm.windw: unknown key"),
+    ({"alarm": {"patience": 0}}, "coreward.alarm: alarm.patience must be >= 1"),
 ])
 def test_bad_values_name_the_key(section, message):
     with pytest.raises(ConfigError) as err:

@@ -8,6 +8,7 @@ current CUDA device).
 """
 from __future__ import annotations
 
+import json
 import socket
 from functools import partial
 
@@ -63,7 +64,8 @@ def cpu_cuda(monkeypatch):
     monkeypatch.setattr(torch.distributed, "all_gather_into_tensor", gather_0d_as_1d)
 
 
-def _build(coreward: CoRewardConfig, tmp_path, teacher: bool = False):
+def _build(coreward: CoRewardConfig, tmp_path, teacher: bool = False, max_steps: int = 2,
+           interval: int = 2, alarm_history=None, time_limit_after=None):
     from nemo_aligner.data.nlp.builders import build_dataloader
     from nemo_aligner.utils.batch_iterators import get_batch_iterator_cls
 
@@ -73,7 +75,8 @@ def _build(coreward: CoRewardConfig, tmp_path, teacher: bool = False):
     cfg = OmegaConf.create({
         "model": {"seed": 7, "data": {"num_workers": 0}},
         "trainer": {"grpo": {
-            "max_epochs": 1, "max_steps": 2, "val_check_interval": 2, "save_interval": 2,
+            "max_epochs": 1, "max_steps": max_steps, "val_check_interval": interval,
+            "save_interval": interval,
             "gradient_clip_val": 0, "initial_policy_kl_penalty": 0.0, "use_absolute_kl": True,
             "num_rollouts_per_prompt": N, "rollout_batch_seq_length": None,
             "model_gbs": PAIRS_PER_STEP * sides * N, "model_mbs": 1}}})
@@ -89,7 +92,7 @@ def _build(coreward: CoRewardConfig, tmp_path, teacher: bool = False):
                                         coreward.teacher.averaging(), actor.engine_weights)
         actor.init_policy_state_dict = actor.teacher.state
     optimizer = torch.optim.SGD(actor.model.parameters(), lr=0.5)
-    recorder = Recorder()
+    recorder = Recorder(time_limit_after)
     trainer = CoRewardGRPOTrainer(
         cfg=cfg.trainer.grpo, model=actor, optimizer=optimizer,
         scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
@@ -102,7 +105,8 @@ def _build(coreward: CoRewardConfig, tmp_path, teacher: bool = False):
         collate_fn=collate, rm=RewardRouter(LocalScorer(), ParallelLayout.from_megatron()),
         batch_iterator_cls=get_batch_iterator_cls({}), logger=recorder, ckpt_callback=recorder,
         run_timer=recorder, coreward=coreward,
-        teacher_store=TeacherStore(tmp_path / "teacher") if teacher else None)
+        teacher_store=TeacherStore(tmp_path / "teacher") if teacher else None,
+        alarm_history=alarm_history)
     return trainer, actor, recorder, datasets
 
 
@@ -194,3 +198,86 @@ def test_teacher_generates_after_the_policy_with_averaged_weights_and_is_saved(
     assert logged["rewards"] == pytest.approx(sum(direct.rewards) / per_step)
     assert logged["coreward_teacher_alpha"] == 0.5
     assert "coreward_teacher_policy_agreement" in logged
+
+
+def _trained(actor):
+    return {k: v.clone() for k, v in actor.model.state_dict().items()}
+
+
+def test_a_resumed_teacher_run_repeats_the_uninterrupted_one(one_rank, cpu_cuda, tmp_path):
+    """A 4-step run stopped by its time limit after step 2, then restarted from what a
+    NeMo checkpoint holds plus the teacher snapshot, against one uninterrupted 4-step run:
+    same data, rollouts, advantages, alpha schedule, teacher weights and policy weights."""
+    coreward = CoRewardConfig.from_mapping({
+        "reward": {"name": "co_rewarding_ii"}, "kl": {"coef": 0.001},
+        "teacher": {"alpha_start": 0.5, "alpha_end": 0.1}})
+    whole, whole_actor, _, _ = _build(coreward, tmp_path / "whole", teacher=True, max_steps=4)
+    whole.fit()
+
+    first, actor, rec, _ = _build(coreward, tmp_path / "split", teacher=True, max_steps=4,
+                                  time_limit_after=2)
+    first.fit()
+    saved = {k: int(v) for k, v in rec.saves[-1].items()}  # what the checkpoint's name holds
+    assert saved["step"] == 2 and saved["consumed_samples"] == 2 * PAIRS_PER_STEP
+    weights, sampler_rng = _trained(actor), actor.generator.get_state()
+    generated_before = list(actor.generated)
+
+    second, actor2, _, _ = _build(coreward, tmp_path / "split", teacher=True, max_steps=4)
+    actor2.model.load_state_dict(weights)  # NeMo restores the policy from the checkpoint
+    actor2.generator.set_state(sampler_rng)  # TensorRT-LLM's sampling: not part of the test
+    second.load_state_dict(saved)
+    TeacherStore(tmp_path / "split" / "teacher").load_into(actor2.teacher.state, saved["step"],
+                                                         0, 0)
+    second.fit()
+
+    assert generated_before + actor2.generated == whole_actor.generated
+    for mine, theirs in zip(actor.loss_batches + actor2.loss_batches, whole_actor.loss_batches):
+        for key in ("rewards_with_kl", "baseline", "init_logprobs", "response_tokens"):
+            torch.testing.assert_close(mine[key], theirs[key])
+    for key, value in whole_actor.teacher.state.items():
+        torch.testing.assert_close(actor2.teacher.state[key], value)
+    for key, value in _trained(whole_actor).items():
+        torch.testing.assert_close(_trained(actor2)[key], value)
+    assert actor2.weights_at_refit[1] != pytest.approx(actor2.weights_at_refit[0])
+
+
+# A constant series as both accuracy and majority ratio meets zero thresholds at every
+# point: the alarm fires at its second point whatever the scripted answers are.
+ALWAYS_FIRES = {"majority_key": "n_rollouts", "accuracy_keys": ["n_rollouts"],
+                "accuracy_drop": 0.0, "majority_rise": 0.0, "patience": 1, "window": 1}
+
+
+def test_the_collapse_alarm_stops_the_fit_loop_with_a_save(one_rank, cpu_cuda, tmp_path):
+    history = tmp_path / "coreward_alarm.jsonl"
+    coreward = CoRewardConfig.from_mapping({
+        "alarm": {**ALWAYS_FIRES, "stop": True},
+        "validation_reward": {"name": "ground_truth"}})
+    trainer, actor, rec, _ = _build(coreward, tmp_path, max_steps=6, interval=3,
+                                    alarm_history=history)
+    trainer.fit()
+
+    rollout_logs = [m for prefix, _, m in rec.metrics if prefix == "train_rollouts/"]
+    assert [m["coreward_alarm_fired"] for m in rollout_logs] == [0.0, 1.0]  # stopped at 2 of 6
+    assert [int(s["step"]) for s in rec.saves] == [2]  # saved, as at a time limit
+    val_logs = [m for prefix, _, m in rec.metrics if prefix == "val_rollouts/"]
+    assert len(val_logs) == 1
+    rows = [json.loads(line) for line in history.read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 2]
+    assert rows[2] == {"step": 2, "heldout_accuracy": val_logs[0]["rewards"]}
+    assert trainer.alarm.result.step == 2
+
+    # a restart restored at step 1 forgets the rows after it
+    again, _, _, _ = _build(coreward, tmp_path, max_steps=6, interval=3, alarm_history=history)
+    assert [r["step"] for r in again.alarm.rows] == [1, 2, 2]
+    again.load_state_dict({"step": 1, "consumed_samples": PAIRS_PER_STEP, "epoch": 0,
+                           "reinforce_optimization_step": 1})
+    assert [r["step"] for r in again.alarm.rows] == [1]
+    assert [json.loads(line)["step"] for line in history.read_text().splitlines()] == [1]
+
+
+def test_without_stop_the_alarm_only_flags_the_metric(one_rank, cpu_cuda, tmp_path):
+    coreward = CoRewardConfig.from_mapping({"alarm": ALWAYS_FIRES})
+    trainer, _, rec, _ = _build(coreward, tmp_path, max_steps=3, interval=3)
+    trainer.fit()
+    rollout_logs = [m for prefix, _, m in rec.metrics if prefix == "train_rollouts/"]
+    assert [m["coreward_alarm_fired"] for m in rollout_logs] == [0.0, 1.0, 1.0]
