@@ -3,8 +3,10 @@
 ``setup(cfg)`` builds everything a run needs and returns it as one named record;
 ``train(cfg)`` reads top to bottom: evaluate before, then per step (``step.Step``)
 draw pairs -> policy rollouts -> [teacher update -> teacher rollouts] -> rewards ->
-advantages -> update, logging and checkpointing as configured, then export and evaluate
-after. Each phase is timed into the step's metrics (``time/...``).
+advantages -> update, [held-out evaluation every ``eval.every`` steps], logging, the
+collapse alarm (which may end the run, ``alarm.stop``) and checkpointing as configured,
+then export and evaluate after. Each phase is timed into the step's metrics
+(``time/...``).
 
 What the paper's verl recipe does and this trainer simplifies: one process, Hugging Face
 ``generate`` instead of vLLM, the whole batch in one optimiser step (the recipe's
