@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from nemo_coreward.eval.alarm import collapse_alarm
+from nemo_coreward.reward.alarm import collapse_alarm
 from nemo_coreward.eval.benchmarks import pair_of
 
 ARMS = ("none", "co_reward", "majority", "ground_truth", "co_rewarding_ii",

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from nemo_coreward.eval.alarm import AlarmSection
+from nemo_coreward.reward.alarm import AlarmSection
 from nemo_coreward.reward import RewardConfig, reward_spec
 from nemo_coreward.rl import ADVANTAGES, AGGREGATIONS, KL_PENALTIES, LossConfig, TeacherConfig
 

@@ -52,7 +52,7 @@ from nemo_coreward.aligner.advantages import consumed_after_step, reinforce_term
 from nemo_coreward.aligner.config import CoRewardConfig
 from nemo_coreward.aligner.scoring import RewardRouter, response_decoder
 from nemo_coreward.aligner.teacher import TeacherStore
-from nemo_coreward.eval.alarm import AlarmWatch
+from nemo_coreward.reward.alarm import AlarmWatch
 
 __all__ = ["CoRewardGRPOTrainer", "StopOnAlarm"]
 

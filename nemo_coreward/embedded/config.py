@@ -27,7 +27,7 @@ from nemo_coreward.embedded.prompts import PromptConfig
 from nemo_coreward.embedded.rollout import SamplingConfig
 from nemo_coreward.embedded.scoring import RewardSection
 from nemo_coreward.embedded.update import UpdateConfig
-from nemo_coreward.eval.alarm import AlarmSection
+from nemo_coreward.reward.alarm import AlarmSection
 from nemo_coreward.reward import reward_spec
 from nemo_coreward.rl import LossConfig, TeacherConfig
 

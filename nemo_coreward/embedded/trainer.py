@@ -32,7 +32,7 @@ from nemo_coreward.embedded.rundir import RunLog, new_run_dir, read_metrics
 from nemo_coreward.embedded.scoring import Scorer
 from nemo_coreward.embedded.step import (SignalHold, Step, generation_dtype, make_generator,
                                          refresh_generator, timed)
-from nemo_coreward.eval.alarm import AlarmResult, AlarmWatch
+from nemo_coreward.reward.alarm import AlarmResult, AlarmWatch
 from nemo_coreward.reward import reward_spec
 
 

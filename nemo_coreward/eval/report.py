@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nemo_coreward.eval.alarm import AlarmConfig, AlarmResult, collapse_alarm, series
+from nemo_coreward.reward.alarm import AlarmConfig, AlarmResult, collapse_alarm, series
 
 HELDOUT_KEY = "heldout_accuracy"
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # per run, on sparse (marked) lines

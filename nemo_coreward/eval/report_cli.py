@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nemo_coreward.eval.alarm import AlarmConfig
+from nemo_coreward.reward.alarm import AlarmConfig
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    from nemo_coreward.eval.alarm import collapse_alarm
+    from nemo_coreward.reward.alarm import collapse_alarm
     from nemo_coreward.eval.report import load_run, write_report
 
     try:

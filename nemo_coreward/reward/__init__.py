@@ -1,6 +1,8 @@
 """Rewards: vote pseudo labels over equivalent answers and score rollouts against them.
 
 Pure Python, no torch: the same code runs in both trainers and in the reward server.
+``alarm`` reads the collapse metrics over a run's steps (majority ratio rising while
+accuracy falls); both trainers stop on it and ``coreward report`` shows it.
 """
 from nemo_coreward.reward.rewards import REWARDS, RewardSpec, reward_spec
 from nemo_coreward.reward.scoring import RewardConfig, grader_for, score_rollouts

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from nemo_coreward.eval.alarm import (AlarmConfig, AlarmSection, AlarmWatch, collapse_alarm,
+from nemo_coreward.reward.alarm import (AlarmConfig, AlarmSection, AlarmWatch, collapse_alarm,
                                       series, smoothed)
 
 RAW = AlarmConfig(window=1, patience=1)  # no smoothing, fire at once: hand-checkable
