@@ -47,18 +47,22 @@ def make_generator(raw_policy: torch.nn.Module, dtype: torch.dtype) -> torch.nn.
 
 
 def refresh_generator(s: Session) -> None:
-    """Copy the updated weights into the sampling copy, so every step samples on-policy."""
-    if s.generator is not s.raw_policy:
+    """Copy the updated weights into the policy's sampling copy, so every step samples
+    on-policy."""
+    _copy_into(s.generator, s.raw_policy)
+
+
+def refresh_samplers(s: Session) -> None:
+    """Both sampling copies, after a checkpoint restored the policy and the teacher."""
+    refresh_generator(s)
+    if s.teacher_sampler is not None:
+        _copy_into(s.teacher_sampler, s.reference)
+
+
+def _copy_into(copy: torch.nn.Module, source: torch.nn.Module) -> None:
+    if copy is not source:
         with torch.no_grad():
-            s.generator.load_state_dict(s.raw_policy.state_dict())
-
-
-def teacher_autocast(s: Session) -> Any:
-    """Autocast for sampling from a float32 teacher when generation runs in bfloat16."""
-    dtype = generation_dtype(s.cfg)
-    if next(s.reference.parameters()).dtype == dtype:
-        return None
-    return lambda: torch.autocast(s.fabric.device.type, dtype=dtype)
+            copy.load_state_dict(source.state_dict())
 
 
 @contextmanager
@@ -163,8 +167,9 @@ class Step:
             self.hold.start()
             self.mutated = True
             ema_update_(s.reference, s.raw_policy, alpha)
+            _copy_into(s.teacher_sampler, s.reference)
             extra["teacher_alpha"] = alpha
-        out = sample(s.reference, s.tokenizer, ids, mask, cfg.rollout, autocast=teacher_autocast(s))
+        out = sample(s.teacher_sampler, s.tokenizer, ids, mask, cfg.rollout)
         return to_rollouts(prompts, out), extra
 
     def _samples(self, prompts: list[Prompt], r: Rollouts, scored: ScoredBatch) -> list[dict]:

@@ -31,7 +31,7 @@ from nemo_coreward.embedded.optim import build_optimizer, build_scheduler
 from nemo_coreward.embedded.rundir import RunLog, new_run_dir, read_metrics
 from nemo_coreward.embedded.scoring import Scorer
 from nemo_coreward.embedded.step import (SignalHold, Step, generation_dtype, make_generator,
-                                         refresh_generator, timed)
+                                         refresh_samplers, timed)
 from nemo_coreward.reward.alarm import AlarmResult, AlarmWatch
 from nemo_coreward.reward import reward_spec
 
@@ -41,7 +41,11 @@ class Session:
     """Everything ``setup`` built. ``policy`` is Fabric's wrapper (training forwards);
     ``raw_policy`` the module itself (teacher averaging, export); ``generator`` the
     weights rollouts and evaluation sample from: ``raw_policy`` itself, or a copy in
-    ``rollout.dtype`` refreshed after every update."""
+    ``rollout.dtype`` refreshed after every update. ``reference`` is the KL reference,
+    which is the teacher for Co-rewarding-II rewards: float32, so that averaging at
+    alpha <= 0.01 does not round away. ``teacher_sampler`` is what teacher rollouts sample
+    from: the teacher itself, or its copy in ``rollout.dtype`` refreshed after every
+    averaging, as for the policy."""
 
     cfg: TrainConfig
     run_dir: Path
@@ -52,6 +56,7 @@ class Session:
     raw_policy: torch.nn.Module
     generator: torch.nn.Module
     reference: Optional[torch.nn.Module]
+    teacher_sampler: Optional[torch.nn.Module]
     teacher_moves: bool
     optimizer: torch.optim.Optimizer
     scheduler: Any
@@ -124,11 +129,14 @@ def setup(cfg: TrainConfig) -> Session:
     optimizer = build_optimizer(raw_policy.parameters(), cfg.optim)
     policy, optimizer = fabric.setup(raw_policy, optimizer)
     generator = make_generator(raw_policy, generation_dtype(cfg))
+    teacher_sampler = make_generator(reference, generation_dtype(cfg)) \
+        if spec.needs_teacher else None
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.train.steps)
     records = heldout_pairs(cfg.eval, cfg.data, cfg.seed) if cfg.eval.enabled else []
     s = Session(
         cfg=cfg, run_dir=run_dir, log=log, fabric=fabric, tokenizer=tokenizer, policy=policy,
         raw_policy=raw_policy, generator=generator, reference=reference,
+        teacher_sampler=teacher_sampler,
         teacher_moves=spec.needs_teacher and cfg.teacher.enabled, optimizer=optimizer,
         scheduler=scheduler, pairs=pairs,
         cursor=PairCursor(len(pairs), cfg.seed, cfg.data.shuffle), scorer=Scorer(cfg.reward),
@@ -139,7 +147,7 @@ def setup(cfg: TrainConfig) -> Session:
         rest = checkpoint.load(resume_from, _state(s))
         checkpoint.set_rng_state(rest["rng"])
         s.start_step = int(rest["step"])
-        refresh_generator(s)
+        refresh_samplers(s)
     # Rows past the checkpoint (or all rows, when a rerun finds none) are redone now.
     log.truncate_after(s.start_step)
     return s

@@ -232,3 +232,24 @@ def test_a_run_that_does_not_collapse_raises_no_alarm(tiny_model_dir, tmp_path):
     result = train(_cfg(tiny_model_dir, tmp_path, "eval.enabled=false"), echo=lambda _: None)
     assert not result.alarm.fired and not result.stopped_early
     assert not (result.run_dir / "alarm.json").exists()
+
+
+def test_teacher_rollouts_sample_from_a_copy_that_follows_the_averaged_teacher(tiny_model_dir,
+                                                                              tmp_path):
+    from nemo_coreward.embedded.step import SignalHold, Step
+    from nemo_coreward.embedded.trainer import setup
+
+    s = setup(_cfg(tiny_model_dir, tmp_path, "reward.name=co_rewarding_ii", "teacher.alpha=0.5",
+                   "model.precision=bf16-mixed", "rollout.dtype=bfloat16", "eval.enabled=false"))
+    assert next(s.reference.parameters()).dtype == torch.float32  # averaging stays exact
+    assert next(s.teacher_sampler.parameters()).dtype == torch.bfloat16
+    before = {k: v.clone() for k, v in s.teacher_sampler.state_dict().items()}
+    Step(s, 1, SignalHold()).run()
+    Step(s, 2, SignalHold()).run()  # the policy moved at step 1: step 2's averaging moves the teacher
+    teacher = s.reference.state_dict()
+    moved = False
+    for key, value in s.teacher_sampler.state_dict().items():
+        torch.testing.assert_close(value, teacher[key].to(torch.bfloat16))
+        moved |= not torch.equal(value, before[key])
+    assert moved
+    s.log.close()
