@@ -40,8 +40,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from nemo_coreward.reward.alarm import collapse_alarm
 from nemo_coreward.eval.benchmarks import pair_of
+from nemo_coreward.reward.alarm import collapse_alarm
 
 ARMS = ("none", "co_reward", "majority", "ground_truth", "co_rewarding_ii",
         "co_rewarding_combined")

@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from nemo_coreward.reward.alarm import AlarmSection
 from nemo_coreward.reward import RewardConfig, reward_spec
+from nemo_coreward.reward.alarm import AlarmSection
 from nemo_coreward.rl import ADVANTAGES, AGGREGATIONS, KL_PENALTIES, LossConfig, TeacherConfig
 
 KL_MODES = ("loss", "reward", "none")

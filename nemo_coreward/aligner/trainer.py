@@ -52,7 +52,7 @@ from nemo_coreward.aligner.advantages import consumed_after_step, reinforce_term
 from nemo_coreward.aligner.config import CoRewardConfig
 from nemo_coreward.aligner.scoring import RewardRouter, response_decoder
 from nemo_coreward.aligner.teacher import TeacherStore
-from nemo_coreward.reward.alarm import AlarmWatch
+from nemo_coreward.reward.alarm import AlarmWatch, read_rows
 
 __all__ = ["CoRewardGRPOTrainer", "StopOnAlarm"]
 
@@ -75,7 +75,8 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
         self.coreward = coreward
         self.teacher_store = teacher_store
         self.alarm_history = Path(alarm_history) if alarm_history else None
-        self.alarm = AlarmWatch(coreward.alarm, _read_rows(self.alarm_history))
+        self.alarm = AlarmWatch(coreward.alarm,
+                                read_rows(self.alarm_history) if self.alarm_history else [])
         self.run_timer = StopOnAlarm(self.run_timer, self.alarm)
         # NeMo-Aligner decides from initial_policy_kl_penalty; ours from coreward.kl.
         self.compute_init_policy_kl = coreward.needs_reference
@@ -272,17 +273,3 @@ def _device() -> str:
 
 def _is_rank_zero() -> bool:
     return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
-
-
-def _read_rows(path: Path | None) -> list[dict[str, Any]]:
-    if path is None or not path.is_file():
-        return []
-    rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-    return rows

@@ -27,8 +27,8 @@ from nemo_coreward.embedded.prompts import PromptConfig
 from nemo_coreward.embedded.rollout import SamplingConfig
 from nemo_coreward.embedded.scoring import RewardSection
 from nemo_coreward.embedded.update import UpdateConfig
-from nemo_coreward.reward.alarm import AlarmSection
 from nemo_coreward.reward import reward_spec
+from nemo_coreward.reward.alarm import AlarmSection
 from nemo_coreward.rl import LossConfig, TeacherConfig
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "embedded"

@@ -32,8 +32,8 @@ from nemo_coreward.embedded.rundir import RunLog, new_run_dir, read_metrics
 from nemo_coreward.embedded.scoring import Scorer
 from nemo_coreward.embedded.step import (SignalHold, Step, generation_dtype, make_generator,
                                          refresh_samplers, timed)
-from nemo_coreward.reward.alarm import AlarmResult, AlarmWatch
 from nemo_coreward.reward import reward_spec
+from nemo_coreward.reward.alarm import AlarmResult, AlarmWatch
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nemo_coreward.reward.alarm import AlarmConfig, AlarmResult, collapse_alarm, series
+from nemo_coreward.reward.alarm import AlarmConfig, AlarmResult, collapse_alarm, read_rows, series
 
 HELDOUT_KEY = "heldout_accuracy"
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # per run, on sparse (marked) lines
@@ -102,28 +102,6 @@ class Run:
         return [merged[s] for s in sorted(merged)]
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSONL file; an unterminated last line (a run still writing) is skipped."""
-    if not path.is_file():
-        return []
-    text = path.read_text(encoding="utf-8")
-    lines = text.splitlines()
-    rows = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if lineno == len(lines) and not text.endswith("\n"):
-                break
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}:{lineno}: expected an object, got {type(row).__name__}")
-        rows.append(row)
-    return rows
-
-
 def _reward_name(run_dir: Path) -> str:
     config = run_dir / "config.yaml"
     if config.is_file():
@@ -140,7 +118,7 @@ def load_run(path: str | Path) -> Run:
     run_dir = Path(path)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: not a directory")
-    rows = _read_jsonl(run_dir / "metrics.jsonl")
+    rows = read_rows(run_dir / "metrics.jsonl")
     eval_file = run_dir / "eval.json"
     evals = json.loads(eval_file.read_text(encoding="utf-8")) if eval_file.is_file() else {}
     if not rows and not evals:
