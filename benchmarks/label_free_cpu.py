@@ -14,11 +14,11 @@ Each training arm runs ``coreward train`` in a subprocess (a fresh process per a
 memory is returned between arms) from ``conf/embedded/<reward>.yaml`` when the trainer
 ships one (Co-rewarding-II: questions only; the combined reward: both sides; both with
 KL 0.001 to the teacher) and from ``default.yaml`` with ``reward.name=<reward>``
-otherwise; the budget overrides steps, pairs per step, rollouts and response length. The trainer's own before/after evaluation is off:
-every arm, the base model included, is evaluated by ``coreward eval``'s runner on the same
-held-out twins (synthetic held-out split, both sides of every pair; no problem is shared
-with training), greedy, with the trainer's prompt, graded by the project's checker in
-``math_verify`` mode. The report (``coreward report``) overlays the training curves and
+otherwise; the budget overrides steps, pairs per step, rollouts and response length.
+The trainer's own before/after evaluation is off: every arm, the base model included, is
+evaluated by ``coreward eval``'s runner on the same held-out twins (synthetic held-out
+split, both sides of every pair; no problem is shared with training), greedy, with the
+trainer's prompt, graded by the project's checker in ``math_verify`` mode. The report (``coreward report``) overlays the training curves and
 runs the collapse alarm.
 
     python benchmarks/label_free_cpu.py --quick      # < 15 min on 2 idle cores
