@@ -123,17 +123,17 @@ class Step:
         autocast = s.fabric.autocast
         with timed(times, "step"):
             batch = [s.pairs[i] for i in s.cursor.next(cfg.data.pairs_per_step)]
-            prompts = prompts_for(batch, cfg.data)
-            ids, mask = encode_prompts(s.tokenizer,
-                                       render(s.tokenizer, [p.text for p in prompts], cfg.prompt),
-                                       cfg.rollout.max_prompt_tokens, s.fabric.device)
+            drawn = prompts_for(batch, cfg.data)
+            prompts = [p for p in drawn if spec.policy_rolls_out(p.side)]
+            ids, mask = self._encode(prompts)
             with timed(times, "generate"):
                 rollouts = sample(s.generator, s.tokenizer, ids, mask, cfg.rollout,
                                   token_stats=spec.needs_token_stats)
             teacher, extra = None, {}
             if spec.needs_teacher:
                 with timed(times, "teacher"):
-                    teacher, extra = self._teacher(prompts, ids, mask)
+                    teacher, extra = self._teacher(
+                        [p for p in drawn if spec.teacher_rolls_out(p.side)])
             with timed(times, "reward"):
                 scored = s.scorer.score(to_rollouts(prompts, rollouts), teacher)
             rewards = torch.tensor(scored.rewards, dtype=torch.float32)
@@ -155,11 +155,17 @@ class Step:
                    "tokens_per_s": rollouts.num_tokens / max(times["time/generate"], 1e-9)}
         return metrics, self._samples(prompts, rollouts, scored)
 
-    def _teacher(self, prompts: list[Prompt], ids: torch.Tensor, mask: torch.Tensor
-                 ) -> tuple[list, dict[str, float]]:
-        """Move the teacher towards the policy on update steps, then roll it out on the
-        same prompts with the same sampler (Co-rewarding-II; the reward picks which of its
-        groups label which policy group)."""
+    def _encode(self, prompts: list[Prompt]) -> tuple[torch.Tensor, torch.Tensor]:
+        s, cfg = self.s, self.s.cfg
+        return encode_prompts(s.tokenizer, render(s.tokenizer, [p.text for p in prompts],
+                                                  cfg.prompt),
+                              cfg.rollout.max_prompt_tokens, s.fabric.device)
+
+    def _teacher(self, prompts: list[Prompt]) -> tuple[list, dict[str, float]]:
+        """Move the teacher towards the policy on update steps, then roll it out with the
+        same sampler on the sides the reward asks of it: the policy's own (Co-rewarding-II)
+        or the rephrasings only (the combined reward, as the official rephrased-batch path
+        does). The reward picks which of its groups label which policy group."""
         s, cfg = self.s, self.s.cfg
         extra: dict[str, float] = {}
         if s.teacher_moves and cfg.teacher.should_update(self.step):
@@ -169,6 +175,7 @@ class Step:
             ema_update_(s.reference, s.raw_policy, alpha)
             _copy_into(s.teacher_sampler, s.reference)
             extra["teacher_alpha"] = alpha
+        ids, mask = self._encode(prompts)
         out = sample(s.teacher_sampler, s.tokenizer, ids, mask, cfg.rollout)
         return to_rollouts(prompts, out), extra
 

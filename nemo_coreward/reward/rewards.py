@@ -4,6 +4,9 @@ A voting reward is only a rule for *where its label is voted*: in the twin's gro
 (Co-Reward), in the group itself (majority / TTRL), in a teacher's group on the same
 question (Co-rewarding-II) or on the twin (the combined variant). They all share
 ``_score_by_vote``, so extraction, equivalence and tie-breaking are identical for all.
+
+A spec also says which sides of a pair each model rolls out, so a trainer reads the
+rollout shape off the spec and never branches on a reward's name.
 """
 from __future__ import annotations
 
@@ -26,17 +29,34 @@ class RewardSpec:
     needs_token_stats: bool = False
     needs_ground_truth: bool = False
     summary: str = ""
+    # Which sides the policy rolls out: "all" (every side the data gives) or "original"
+    # (side 0 only); and the teacher: "same" (the policy's sides) or "twins" (sides >= 1).
+    policy_sides: str = "all"
+    teacher_sides: str = "same"
+
+    def __post_init__(self) -> None:
+        if self.policy_sides not in ("all", "original"):
+            raise ValueError(f"{self.name}: policy_sides must be all or original")
+        if self.teacher_sides not in ("same", "twins"):
+            raise ValueError(f"{self.name}: teacher_sides must be same or twins")
 
     def __call__(self, batch: GradedBatch) -> list[Score]:
         return self.fn(batch)
+
+    def policy_rolls_out(self, side: int) -> bool:
+        return self.policy_sides == "all" or side == 0
+
+    def teacher_rolls_out(self, side: int) -> bool:
+        """Whether the teacher rolls out this side (only rewards with a teacher ask)."""
+        return side > 0 if self.teacher_sides == "twins" else self.policy_rolls_out(side)
 
 
 REWARDS: Registry[RewardSpec] = Registry("reward")
 
 
-def register(name: str, summary: str, **needs: bool) -> Callable[[Callable], Callable]:
+def register(name: str, summary: str, **needs: bool | str) -> Callable[[Callable], Callable]:
     def decorator(fn: Callable[[GradedBatch], list[Score]]) -> Callable:
-        REWARDS.register(name)(RewardSpec(name, fn, summary=summary, **needs))
+        REWARDS.register(name)(RewardSpec(name, fn, summary=summary, **needs))  # type: ignore[arg-type]
         return fn
 
     return decorator
@@ -115,12 +135,29 @@ def co_rewarding_ii(batch: GradedBatch) -> list[Score]:
 
 
 @register("co_rewarding_combined", "1 when the answer matches the majority of the teacher's "
-          "rollouts on the twin (Co-rewarding-I and II combined)",
-          needs_twins=True, needs_teacher=True)
+          "rollouts on the OTHER sides of its pair (Co-rewarding-II's rephrased-batch path: "
+          "the policy rolls out the question, the teacher its rephrasings)",
+          needs_twins=True, needs_teacher=True, policy_sides="original", teacher_sides="twins")
 def co_rewarding_combined(batch: GradedBatch) -> list[Score]:
-    keys = {k for key in batch.policy.groups for k in _twin_keys(batch, key)}
-    _require_teacher(batch, sorted(keys, key=repr), "co_rewarding_combined")
-    return _score_by_vote(batch, lambda key: ("teacher", _twin_keys(batch, key)))
+    """Official shape: policy groups ``(p, 0)``, teacher groups ``(p, 1..k)``; the label of
+    ``(p, 0)`` is the teacher's majority pooled over ``(p, 1..k)``. A policy group of any
+    other side is labelled by the teacher's groups on the remaining sides of its pair."""
+    teacher_sides: dict[object, list[int]] = {}
+    for pair_id, side in batch.teacher.groups:
+        teacher_sides.setdefault(pair_id, []).append(side)
+
+    def label_keys(key: GroupKey) -> list[GroupKey]:
+        pair_id, side = key
+        others = [(pair_id, s) for s in sorted(teacher_sides.get(pair_id, ())) if s != side]
+        if not others:
+            raise ValueError(
+                f"co_rewarding_combined: pair {pair_id!r} side {side} needs the teacher's "
+                "rollouts on another side of its pair (a rephrasing); none were given")
+        return others
+
+    for key in batch.policy.groups:
+        label_keys(key)  # refuse before scoring anything
+    return _score_by_vote(batch, lambda key: ("teacher", label_keys(key)))
 
 
 @register("ground_truth", "1 when the answer is equivalent to the known answer (RLVR)",

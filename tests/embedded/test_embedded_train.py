@@ -129,7 +129,8 @@ def test_every_reward_runs_two_steps(tiny_model_dir, tmp_path, name):
                         "eval.enabled=false", "loss.kl_coef=0.01"), echo=lambda _: None)
     rows = read_metrics(result.run_dir)
     assert [r["step"] for r in rows] == [1, 2]
-    assert rows[0]["n_rollouts"] == 2 * (2 if spec.needs_twins else 1) * 2
+    policy_sides = 2 if spec.needs_twins and spec.policy_rolls_out(1) else 1
+    assert rows[0]["n_rollouts"] == 2 * policy_sides * 2  # pairs x sides x rollouts
     assert rows[0]["kl_loss"] == pytest.approx(0.0, abs=1e-6)  # step 1: reference = policy
     if spec.needs_teacher:
         # the cosine schedule over the run's 2 steps: alpha_start, then halfway to alpha_end

@@ -75,7 +75,33 @@ def test_co_rewarding_ii_votes_in_the_teacher_group():
         score_rollouts(policy, RewardConfig("co_rewarding_ii"), teacher=[R("other", 0, 1)])
 
 
+def test_combined_official_shape_policy_on_the_question_teacher_on_the_rephrasings():
+    # The policy rolls out side 0 only; the teacher rolls out sides 1 and 2 only. Teacher
+    # pool for pair "p": side 1 says 5,5 ; side 2 says 4 -> 5,5,4 -> label 5.
+    # Pair "q": teacher side 1 gives no answer at all -> empty label, reward 0.
+    policy = [R("p", 0, 4), R("p", 0, 5), R("q", 0, 7)]
+    teacher = [R("p", 1, 5), R("p", 1, 5), R("p", 2, 4), R("q", 1, None)]
+    s = score_rollouts(policy, RewardConfig("co_rewarding_combined"), teacher=teacher)
+    assert s.rewards == [0, 1, 0]
+    assert [x.label for x in s.scores] == ["5", "5", ""]
+    assert s.scores[2].failure == "empty_label"
+    # A teacher on the question itself cannot label it: that would be Co-rewarding-II.
+    with pytest.raises(ValueError, match="pair 'p' side 0 needs the teacher's rollouts on "
+                                         "another side"):
+        score_rollouts(policy[:2], RewardConfig("co_rewarding_combined"),
+                       teacher=[R("p", 0, 5)])
+
+
+def test_reward_specs_say_which_sides_each_model_rolls_out():
+    combined, ii = reward_spec("co_rewarding_combined"), reward_spec("co_rewarding_ii")
+    assert [combined.policy_rolls_out(s) for s in (0, 1, 2)] == [True, False, False]
+    assert [combined.teacher_rolls_out(s) for s in (0, 1, 2)] == [False, True, True]
+    assert [ii.teacher_rolls_out(s) for s in (0, 1)] == [True, True]  # the policy's sides
+    assert reward_spec("co_reward").policy_rolls_out(1)
+
+
 def test_combined_votes_in_the_teacher_twin_group():
+    # Any policy side is labelled by the teacher's rollouts on the other sides of its pair.
     policy = [R("p", 0, 4), R("p", 0, 5), R("p", 1, 4)]
     # teacher on side 1 says 5 -> labels side 0; teacher on side 0 says 4 -> labels side 1
     teacher = [R("p", 1, 5), R("p", 1, 5), R("p", 0, 4)]
