@@ -21,6 +21,8 @@ from nemo_coreward.rl.losses import (
     compute_policy_loss,
     kl_penalty,
     ppo_clip_loss,
+    token_weights,
+    weighted_sum,
 )
 from nemo_coreward.rl.teacher import TeacherConfig, alpha_at, ema_update_, is_update_step
 from nemo_coreward.rl.token_stats import (
@@ -54,4 +56,6 @@ __all__ = [
     "token_entropy",
     "token_logprobs",
     "token_self_certainty",
+    "token_weights",
+    "weighted_sum",
 ]

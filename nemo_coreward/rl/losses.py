@@ -7,8 +7,25 @@ Co-rewarding-II train with); deviations are named where they occur. Masked posit
 never reach a sum (``torch.where``, not multiplication), so a NaN or inf in padding
 cannot poison the loss.
 
-Registries: ``AGGREGATIONS`` (``fn(values, mask) -> scalar``) and ``KL_PENALTIES``
-(``fn(logp, ref_logp) -> (B, T)``), so configs name them and trainers never branch.
+Registries: ``AGGREGATIONS`` (``fn(on (B, T) float64 0/1, sides (B,) | None) -> token
+weights (B, T)``) and ``KL_PENALTIES`` (``fn(logp, ref_logp) -> (B, T)``), so configs name
+them and trainers never branch.
+
+Aggregation API (both trainers):
+
+- ``token_weights(mask, mode="token-mean", sides=None) -> (B, T) float64``: computed ONCE
+  on the whole batch of an optimiser step;
+- ``weighted_sum(values, mask, weights) -> scalar``: one piece's share;
+- ``aggregate(values, mask, mode="token-mean", sides=None) -> scalar``: the whole-batch
+  case, = weighted_sum(values, mask, token_weights(mask, mode, sides));
+- ``compute_policy_loss(..., weights=None)``: every loss term aggregated by ``weights``.
+
+Splitting a batch into micro-batches or data-parallel shards and summing each piece's
+``weighted_sum`` over its rows of the weights gives exactly the whole batch's aggregate,
+so a "token-mean" is a token mean over the optimiser step's batch, not a mean of
+per-micro-batch means. A trainer whose framework divides each micro-batch's loss by
+the micro-batch count (Megatron-core) and averages gradients over data-parallel ranks
+multiplies the piece's loss by both counts to cancel them (``aligner/loss.py``).
 """
 from __future__ import annotations
 
@@ -43,6 +60,8 @@ __all__ = [
     "compute_policy_loss",
     "kl_penalty",
     "ppo_clip_loss",
+    "token_weights",
+    "weighted_sum",
 ]
 
 
@@ -57,37 +76,85 @@ def _masked(values: Tensor, on: Tensor) -> Tensor:
 
 
 @AGGREGATIONS.register("token-mean")
-def _token_mean(values: Tensor, mask: Tensor) -> Tensor:
-    on = _on(mask, values)
-    return _masked(values, on).sum() / on.sum().clamp(min=1)
+def _weights_token_mean(on: Tensor, sides: Tensor | None) -> Tensor:
+    return on / on.sum().clamp(min=1)
 
 
 @AGGREGATIONS.register("seq-mean-token-mean")
-def _seq_mean_token_mean(values: Tensor, mask: Tensor) -> Tensor:
-    on = _on(mask, values)
-    per_seq = _masked(values, on).sum(-1) / on.sum(-1).clamp(min=1)
-    has = on.any(-1)
-    return _masked(per_seq, has).sum() / has.sum().clamp(min=1)
+def _weights_seq_mean_token_mean(on: Tensor, sides: Tensor | None) -> Tensor:
+    per_seq = on.sum(-1, keepdim=True)
+    return on / per_seq.clamp(min=1) / on.any(-1).sum().clamp(min=1)
 
 
 @AGGREGATIONS.register("seq-mean-token-sum")
-def _seq_mean_token_sum(values: Tensor, mask: Tensor) -> Tensor:
+def _weights_seq_mean_token_sum(on: Tensor, sides: Tensor | None) -> Tensor:
+    return on / on.any(-1).sum().clamp(min=1)
+
+
+@AGGREGATIONS.register("side-token-mean-sum")
+def _weights_side_token_mean_sum(on: Tensor, sides: Tensor | None) -> Tensor:
+    if sides is None:
+        raise ValueError("side-token-mean-sum needs sides (B,): 0 for an original question, "
+                         ">= 1 for a rephrasing (compute_policy_loss: pass "
+                         "weights=token_weights(mask, 'side-token-mean-sum', sides))")
+    if sides.shape != on.shape[:1]:
+        raise ValueError(f"sides {tuple(sides.shape)} must be (B,) for mask {tuple(on.shape)}")
+    sides = sides.to(device=on.device).long()
+    _, inverse = torch.unique(sides, return_inverse=True)
+    per_side = torch.zeros(int(inverse.max()) + 1 if sides.numel() else 0, dtype=on.dtype,
+                           device=on.device).index_add_(0, inverse, on.sum(-1))
+    return on / per_side[inverse].clamp(min=1)[:, None]
+
+
+def token_weights(mask: Tensor, mode: str = "token-mean", sides: Tensor | None = None) -> Tensor:
+    """Per-token weights w (B, T), float64, with aggregate(v, mask, mode, sides) = sum_{b,t} m v w.
+
+    Computed once on the whole (global) batch, the weights make any split of it, into
+    micro-batches or data-parallel shards, add up to the batch's aggregate: each piece
+    contributes ``weighted_sum(v, mask, w)`` over its own rows. Zero off the mask.
+    ``sides`` (B,) integer is needed by "side-token-mean-sum" only.
+    """
+    if mask.dim() != 2:
+        raise ValueError(f"token_weights expects a mask (B, T), got shape {tuple(mask.shape)}")
+    on = (mask != 0).to(torch.float64)
+    return AGGREGATIONS.get(mode)(on, sides)
+
+
+def weighted_sum(values: Tensor, mask: Tensor, weights: Tensor) -> Tensor:
+    """sum_{b,t} m v w in float32 or wider (in bf16 the weights 1/N would be rounded).
+
+    Masked positions never enter the sum, so a NaN or inf there stays out.
+    Shapes: values, mask, weights (B, T).
+    """
     on = _on(mask, values)
-    per_seq = _masked(values, on).sum(-1)
-    has = on.any(-1)
-    return per_seq.sum() / has.sum().clamp(min=1)
+    if weights.shape != values.shape:
+        raise ValueError(f"weights {tuple(weights.shape)} do not match values "
+                         f"{tuple(values.shape)}")
+    dtype = torch.promote_types(values.dtype, torch.float32)
+    weighted = values.to(dtype) * weights.to(device=values.device, dtype=dtype)
+    return _masked(weighted, on).sum()
 
 
-def aggregate(values: Tensor, mask: Tensor, mode: str = "token-mean") -> Tensor:
+def _token_mean(values: Tensor, on: Tensor) -> Tensor:
+    return _masked(values, on).sum() / on.sum().clamp(min=1)
+
+
+def aggregate(values: Tensor, mask: Tensor, mode: str = "token-mean",
+              sides: Tensor | None = None) -> Tensor:
     """Reduce per-token values (B, T) under mask (B, T) to a scalar, as verl's ``agg_loss``.
 
     - "token-mean":          sum_{b,t} m v / sum_{b,t} m  (every token weighs the same;
-                             GRPO as run by Co-Reward, DAPO).
+                             DAPO, verl's default).
     - "seq-mean-token-mean": mean over sequences of (sum_t m v / sum_t m)  (every response
                              weighs the same; the original GRPO objective).
     - "seq-mean-token-sum":  mean over sequences of sum_t m v  (Dr. GRPO's unnormalised
                              token sum, arXiv 2503.20783).
+    - "side-token-mean-sum": sum over sides s of (token mean over the rows with side s);
+                             side 0 the original questions, s >= 1 the rephrasings. The
+                             official Co-Reward trainer's J_original + J_rephrased
+                             (arXiv 2508.00410); needs ``sides`` (B,).
 
+    Equals ``weighted_sum(values, mask, token_weights(mask, mode, sides))``.
     Deviations from verl, all at degenerate inputs only: an empty mask gives 0 (verl:
     0 / 1e-8 = 0 for token-mean, NaN for the seq modes), and sequences with no token are
     left out of the sequence mean (as recent verl does for seq-mean-token-mean), so
@@ -96,7 +163,7 @@ def aggregate(values: Tensor, mask: Tensor, mode: str = "token-mean") -> Tensor:
     """
     if values.dim() != 2:
         raise ValueError(f"aggregate expects values (B, T), got shape {tuple(values.shape)}")
-    return AGGREGATIONS.get(mode)(values, mask)
+    return weighted_sum(values, mask, token_weights(_on(mask, values), mode, sides))
 
 
 @KL_PENALTIES.register("k1")
@@ -141,7 +208,7 @@ def kl_penalty(logp: Tensor, ref_logp: Tensor, kind: str = "low_var_kl") -> Tens
 
 def _ppo_clip(
     logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor,
-    clip_low: float, clip_high: float, agg: str,
+    clip_low: float, clip_high: float, weights: Tensor,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     _check_clip(clip_low, clip_high)
     if logp.dim() != 2 or old_logp.shape != logp.shape:
@@ -160,7 +227,7 @@ def _ppo_clip(
     ratio = torch.exp(log_ratio)
     unclipped = -adv * ratio
     clipped = -adv * ratio.clamp(1.0 - clip_low, 1.0 + clip_high)
-    loss = aggregate(torch.maximum(unclipped, clipped), mask, agg)
+    loss = weighted_sum(torch.maximum(unclipped, clipped), mask, weights)
     with torch.no_grad():
         metrics = {
             "clipfrac": _token_mean((clipped > unclipped).to(ratio.dtype), on),
@@ -208,7 +275,8 @@ def ppo_clip_loss(
     dual clip (a bound for A < 0) is not included: the recipe takes one optimiser step
     per batch, so rho = 1 and it never binds.
     """
-    loss, metrics = _ppo_clip(logp, old_logp, advantages, mask, clip_low, clip_high, agg)
+    loss, metrics = _ppo_clip(logp, old_logp, advantages, mask, clip_low, clip_high,
+                              token_weights(_on(mask, logp), agg))
     return loss, _floats(metrics)
 
 
@@ -220,7 +288,8 @@ class LossConfig:
     kl_coef: weight of the KL-to-reference loss; 0 disables it (no ref logprobs needed).
     kl_type: a ``KL_PENALTIES`` name. entropy_coef: weight of the entropy bonus
     (subtracted; a negative value minimises entropy). agg: an ``AGGREGATIONS`` name, used
-    for the policy, KL and entropy terms alike, as verl does.
+    for the policy, KL and entropy terms alike, as verl does (the official Co-Reward
+    J_original + J_rephrased is "side-token-mean-sum", which needs weights from the sides).
     """
 
     clip_low: float = 0.2
@@ -255,25 +324,33 @@ def compute_policy_loss(
     mask: Tensor,
     cfg: LossConfig,
     entropy: Tensor | None = None,
+    weights: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """loss = PPO-clip + kl_coef * agg(KL(pi || ref)) - entropy_coef * agg(H), as verl's actor.
 
-    Shapes: logp, old_logp, ref_logp, mask, entropy (B, T); advantages (B,) or (B, T).
+    Shapes: logp, old_logp, ref_logp, mask, entropy, weights (B, T); advantages (B,) or
+    (B, T). Every term is aggregated as ``weighted_sum(term, mask, weights)``; without
+    ``weights`` they are ``token_weights(mask, cfg.agg)``, the aggregate over these B rows.
+    A caller that splits a batch (micro-batches, data-parallel shards) passes each piece
+    its rows of the weights computed once on the whole batch, and the pieces' losses add
+    up to the whole batch's; "side-token-mean-sum" always needs them (it needs the sides).
     The KL term (a loss, not a reward penalty, as in GRPO) is added only when
     ``cfg.kl_coef > 0``; ref_logp is then required. When ref_logp is given with
     kl_coef = 0 the KL is still reported as a metric, without gradient. Likewise the
     entropy term needs ``entropy`` only when entropy_coef != 0.
-    Metrics: loss, pg_loss, clipfrac, approx_kl, ratio_mean, and kl_loss / entropy when
-    their inputs are given.
+    Metrics: loss, pg_loss, kl_loss, entropy (weighted like the loss: a piece's share),
+    and clipfrac, approx_kl, ratio_mean (token means over these rows).
     """
+    if weights is None:
+        weights = token_weights(_on(mask, logp), cfg.agg)
     loss, metrics = _ppo_clip(logp, old_logp, advantages, mask, cfg.clip_low, cfg.clip_high,
-                              cfg.agg)
+                              weights)
     metrics = {"pg_loss": loss.detach(), **metrics}
     if cfg.kl_coef > 0 and ref_logp is None:
         raise ValueError("compute_policy_loss: kl_coef > 0 needs ref_logp")
     if ref_logp is not None:
         with torch.set_grad_enabled(cfg.kl_coef > 0 and torch.is_grad_enabled()):
-            kl = aggregate(kl_penalty(logp, ref_logp.detach(), cfg.kl_type), mask, cfg.agg)
+            kl = weighted_sum(kl_penalty(logp, ref_logp.detach(), cfg.kl_type), mask, weights)
         if cfg.kl_coef > 0:
             loss = loss + cfg.kl_coef * kl
         metrics["kl_loss"] = kl.detach()
@@ -282,7 +359,7 @@ def compute_policy_loss(
     if entropy is not None:
         if entropy.shape != logp.shape:
             raise ValueError(f"entropy {tuple(entropy.shape)} must match logp {tuple(logp.shape)}")
-        ent = aggregate(entropy, mask, cfg.agg)
+        ent = weighted_sum(entropy, mask, weights)
         if cfg.entropy_coef != 0:
             loss = loss - cfg.entropy_coef * ent
         metrics["entropy"] = ent.detach()

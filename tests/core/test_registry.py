@@ -59,4 +59,4 @@ def test_public_api_resolves():
     assert set(rl.ADVANTAGES.names()) == {"grpo", "dr_grpo", "rloo"}
     assert set(rl.KL_PENALTIES.names()) == {"k1", "k2", "k3", "low_var_kl", "abs"}
     assert set(rl.AGGREGATIONS.names()) == {
-        "token-mean", "seq-mean-token-mean", "seq-mean-token-sum"}
+        "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "side-token-mean-sum"}

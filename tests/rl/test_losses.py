@@ -12,6 +12,8 @@ from nemo_coreward.rl.losses import (
     compute_policy_loss,
     kl_penalty,
     ppo_clip_loss,
+    token_weights,
+    weighted_sum,
 )
 
 LN2 = math.log(2.0)
@@ -19,6 +21,8 @@ LN2 = math.log(2.0)
 # ---- aggregation ----
 VALUES = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
 MASK = torch.tensor([[1, 1, 0], [1, 0, 0], [0, 0, 0]])  # the last row is padding
+MODES = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "side-token-mean-sum"]
+SIDES = torch.tensor([0, 1, 0])
 
 
 @pytest.mark.parametrize(
@@ -37,14 +41,91 @@ def test_aggregate_hand_sums(mode, expected):
     assert aggregate(poisoned, MASK.bool(), mode).item() == pytest.approx(expected, rel=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"])
+@pytest.mark.parametrize("mode", MODES)
 def test_aggregate_empty_mask_is_zero(mode):
-    assert aggregate(VALUES, torch.zeros(3, 3), mode).item() == 0.0
+    assert aggregate(VALUES, torch.zeros(3, 3), mode, SIDES).item() == 0.0
+
+
+def test_side_token_mean_sum_hand_sum():
+    # side 0: rows 0 and 2 -> (1 + 2) / 2 tokens; side 1: row 1 -> 4 / 1; summed: 5.5
+    assert aggregate(VALUES, MASK, "side-token-mean-sum", SIDES).item() == pytest.approx(5.5)
+    full = torch.ones(3, 3)
+    # side 0: (1+2+3+7+8+9) / 6 = 5; side 1: (4+5+6) / 3 = 5
+    assert aggregate(VALUES, full, "side-token-mean-sum", SIDES).item() == pytest.approx(10.0)
+    # one side only: the plain token mean
+    assert aggregate(VALUES, full, "side-token-mean-sum", torch.zeros(3)).item() == \
+        pytest.approx(aggregate(VALUES, full, "token-mean").item())
+    with pytest.raises(ValueError, match="needs sides"):
+        aggregate(VALUES, MASK, "side-token-mean-sum")
+
+
+def _loop_aggregate(values, mask, mode, sides):
+    """A loop reference of each aggregation, written from its definition."""
+    rows = [(values[b][mask[b] != 0].tolist(), int(sides[b])) for b in range(values.shape[0])]
+    if mode == "token-mean":
+        tokens = [v for r, _ in rows for v in r]
+        return sum(tokens) / max(len(tokens), 1)
+    if mode == "seq-mean-token-mean":
+        means = [sum(r) / len(r) for r, _ in rows if r]
+        return sum(means) / max(len(means), 1)
+    if mode == "seq-mean-token-sum":
+        sums = [sum(r) for r, _ in rows if r]
+        return sum(sums) / max(len(sums), 1)
+    total = 0.0
+    for side in {s for _, s in rows}:
+        tokens = [v for r, s in rows if s == side for v in r]
+        total += sum(tokens) / max(len(tokens), 1)
+    return total
+
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_weights_split_into_pieces_add_up_to_the_whole_batch(mode):
+    """Any split of the rows (micro-batches, DP shards), each piece summing its rows of
+    the once-computed weights, gives the whole batch's aggregate; per-piece aggregates
+    averaged (Megatron's default) do not."""
+    g = torch.Generator().manual_seed(3)
+    values = torch.randn(8, 6, generator=g, dtype=torch.float64)
+    lengths = torch.tensor([1, 6, 2, 0, 5, 3, 6, 1])
+    mask = torch.arange(6)[None, :] < lengths[:, None]
+    sides = torch.tensor([0, 1, 2, 0, 1, 0, 1, 2])
+    whole = aggregate(values, mask, mode, sides)
+    assert whole.item() == pytest.approx(_loop_aggregate(values, mask, mode, sides), rel=1e-12)
+    w = token_weights(mask, mode, sides)
+    assert w.dtype == torch.float64 and bool((w[~mask] == 0).all())
+    pieces = [torch.tensor(p) for p in ([5, 0], [3, 7, 1], [2, 6], [4])]
+    total = sum(weighted_sum(values[p], mask[p], w[p]) for p in pieces)
+    assert total.item() == pytest.approx(whole.item(), rel=1e-12)
+    per_piece_mean = sum(aggregate(values[p], mask[p], mode, sides[p]) for p in pieces) / 4
+    assert abs(per_piece_mean.item() - whole.item()) > 1e-3
+
+
+def test_compute_policy_loss_weights_are_the_aggregation():
+    g = torch.Generator().manual_seed(4)
+    logp = (-torch.rand(4, 5, generator=g)).requires_grad_(True)
+    ref = -torch.rand(4, 5, generator=g)
+    mask = torch.arange(5)[None, :] < torch.tensor([5, 2, 3, 1])[:, None]
+    adv, sides = torch.tensor([1.0, -2.0, 0.5, 3.0]), torch.tensor([0, 0, 1, 1])
+    cfg = LossConfig(kl_coef=0.1, agg="seq-mean-token-mean")
+    plain, m1 = compute_policy_loss(logp, logp.detach(), ref, adv, mask, cfg)
+    weighted, m2 = compute_policy_loss(logp, logp.detach(), ref, adv, mask, cfg,
+                                       weights=token_weights(mask, cfg.agg))
+    assert plain.item() == pytest.approx(weighted.item(), rel=1e-6) and m1 == pytest.approx(m2)
+    side_cfg = dataclasses.replace(cfg, agg="side-token-mean-sum")
+    with pytest.raises(ValueError, match="pass weights=token_weights"):
+        compute_policy_loss(logp, logp.detach(), ref, adv, mask, side_cfg)
+    side, metrics = compute_policy_loss(logp, logp.detach(), ref, adv, mask, side_cfg,
+                                        weights=token_weights(mask, side_cfg.agg, sides))
+    from nemo_coreward.rl import kl_penalty as kl_fn
+    expected = (aggregate(-adv[:, None].expand(4, 5), mask, "side-token-mean-sum", sides)
+                + 0.1 * aggregate(kl_fn(logp, ref, "low_var_kl"), mask, "side-token-mean-sum",
+                                  sides))
+    assert side.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_aggregate_bad_input():
     with pytest.raises(ValueError, match="valid names: seq-mean-token-mean, seq-mean-token-sum, "
-                                         "token-mean"):
+                                         "side-token-mean-sum, token-mean"):
         aggregate(VALUES, MASK, "seq-sum")
     with pytest.raises(ValueError, match="does not match"):
         aggregate(VALUES, MASK[:2], "token-mean")
