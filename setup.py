@@ -39,6 +39,7 @@ setup(
         "omegaconf>=2.3",
         "hydra-core>=1.3",
         "tqdm>=4.60",
+        "tenacity>=8.2",  # the one retry loop (nemo_coreward.retry)
     ],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["coreward=nemo_coreward.cli:main"]},

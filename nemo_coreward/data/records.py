@@ -10,16 +10,20 @@ Files are JSON Lines (one object per line) or parquet. Loading validates every r
 names the file, the line (JSONL) or row (parquet) and the key at fault, because a typo in a
 hand-written file (``"rephrasing"`` for ``"rephrasings"``) would otherwise silently train on
 records with no twin. Writing is atomic (temporary file, then ``os.replace``) so a crash
-never leaves a half-written data set behind.
+never leaves a half-written data set behind; reading follows ``nemo_coreward.io.jsonl``'s
+policy (a torn last line skipped with a warning, invalid Unicode repaired and counted).
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
+
+from nemo_coreward.io.atomic import atomic_file
+from nemo_coreward.io.jsonl import JsonlError, read_jsonl, write_jsonl
 
 REQUIRED_KEYS = ("id", "question")
 OPTIONAL_KEYS = ("rephrasings", "answer", "source", "meta")
@@ -62,10 +66,6 @@ class PairRecord:
             "source": self.source,
             "meta": self.meta,
         }
-
-    def to_json(self) -> str:
-        """One JSONL line (no trailing newline); non-ASCII kept readable."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=False)
 
 
 def _check_fields(rec: PairRecord) -> tuple[str, str] | None:
@@ -150,17 +150,14 @@ def record_from_dict(row: Mapping[str, Any], where: str) -> PairRecord:
         raise RecordError(f"{where}: {exc}") from None
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RecordError(f"{where}: not valid JSON ({exc.msg})") from None
-            yield where, row
+def _read_jsonl(path: Path) -> tuple[list[tuple[str, Any]], int]:
+    """(where, row) of every line, and how many lines had invalid Unicode repaired; the
+    shared reader's policy: a torn last line is skipped with a warning."""
+    try:
+        found = read_jsonl(path, objects=False)
+    except JsonlError as exc:
+        raise RecordError(str(exc)) from None
+    return [(f"{path}:{n}", row) for n, row in zip(found.lines, found.rows)], found.repaired
 
 
 def _iter_parquet(path: Path) -> Iterator[tuple[str, dict]]:
@@ -181,10 +178,20 @@ def load_records(path: str | os.PathLike) -> list[PairRecord]:
     Raises ``RecordError`` naming the file, line (row for parquet) and key of the first bad
     row, and on a duplicate id naming both places it occurs.
     """
+    return read_records(path)[0]
+
+
+def read_records(path: str | os.PathLike) -> tuple[list[PairRecord], int]:
+    """``load_records`` plus the number of JSONL lines whose text was not valid Unicode
+    and was repaired (U+FFFD), for a command's summary."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such records file: {path}")
-    rows = _iter_parquet(path) if _is_parquet(path) else _iter_jsonl(path)
+    repaired = 0
+    if _is_parquet(path):
+        rows: Iterable[tuple[str, Any]] = _iter_parquet(path)
+    else:
+        rows, repaired = _read_jsonl(path)
     records: list[PairRecord] = []
     seen: dict[str, str] = {}
     for where, row in rows:
@@ -193,7 +200,7 @@ def load_records(path: str | os.PathLike) -> list[PairRecord]:
             raise RecordError(f"{where}: duplicate id {rec.id!r} (first at {seen[rec.id]})")
         seen[rec.id] = where
         records.append(rec)
-    return records
+    return records, repaired
 
 
 def _parquet_table(records: list[PairRecord]):
@@ -234,23 +241,11 @@ def write_records(records: Iterable[PairRecord], path: str | os.PathLike) -> Pat
         if rec.id in seen:
             raise RecordError(f"{path}: refusing to write duplicate id {rec.id!r}")
         seen.add(rec.id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        if _is_parquet(path):
-            import pyarrow.parquet as pq
+    if _is_parquet(path):
+        import pyarrow.parquet as pq
 
-            os.close(fd)
-            pq.write_table(_parquet_table(records), tmp)
-        else:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                for rec in records:
-                    fh.write(rec.to_json() + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with atomic_file(path, "wb") as fh:
+            pq.write_table(_parquet_table(records), fh)
+    else:
+        write_jsonl(path, (rec.to_dict() for rec in records))
     return path

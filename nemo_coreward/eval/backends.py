@@ -10,7 +10,7 @@ model is evaluated exactly as it was trained.
   directory, a GGUF file, or the bundled SmolLM2 through its cached converted copy) and its
   batched sampler (``embedded.rollout.sample``, shared prefill over the n samples).
 - ``OpenAIBackend`` talks to any OpenAI-compatible ``/v1/chat/completions`` server
-  (vLLM, ``trtllm-serve``, NIM) through the rephrasing pipeline's HTTP client, adding
+  (vLLM, ``trtllm-serve``, NIM) through the project's client (``nemo_coreward.llm``), adding
   bounded concurrency (a thread pool over questions), retries with exponential backoff on
   transient errors (connection failures, timeouts, HTTP 429/5xx) and a per-request timeout.
 """
@@ -21,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from nemo_coreward.data.rephrase.backends import OpenAIChatBackend
-from nemo_coreward.data.rephrase.backends import SamplingConfig as HTTPSampling
-from nemo_coreward.data.rephrase.pipeline import call_with_retries
 from nemo_coreward.embedded.prompts import PromptConfig, messages
+from nemo_coreward.llm.client import OpenAIChatBackend, RetryableError
+from nemo_coreward.llm.client import SamplingConfig as HTTPSampling
+from nemo_coreward.retry import call_with_retries
 
 
 class GenerationBackend(Protocol):
@@ -144,7 +144,7 @@ class OpenAIBackend:
         c = self.config
         return call_with_retries(
             lambda: self.client.generate(messages(question, self.prompt), sampling, n),
-            retries=c.retries, backoff_s=c.backoff_s, backoff_max_s=c.backoff_max_s,
+            retry_on=RetryableError, retries=c.retries, backoff_s=c.backoff_s, backoff_max_s=c.backoff_max_s,
         )
 
     def generate(self, questions: Sequence[str], n: int, temperature: float,

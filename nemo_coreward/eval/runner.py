@@ -6,9 +6,10 @@ Output directory layout:
   into the same directory must use the same settings (``limit`` and the benchmark list may
   change), otherwise the mixed results would mean nothing; it is refused naming the key.
 - ``items.jsonl``: one line per graded problem (responses, extracted answers, grades),
-  appended, flushed and fsynced after every chunk of ``batch_size`` problems. A rerun skips
-  the problems already there (a torn last line from a killed run is dropped first), so an
-  interrupted evaluation continues where it stopped.
+  appended, flushed and fsynced after every chunk of ``batch_size`` problems
+  (``nemo_coreward.io.jsonl``). A rerun skips the problems already there (a torn last line
+  from a killed run is cut off first), so an interrupted evaluation continues where it
+  stopped.
 - ``results.json`` and ``results.md``: the metrics per benchmark and per level, rebuilt
   from ``items.jsonl`` at the end of every run.
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,11 +29,12 @@ from typing import Any
 
 from nemo_coreward.answers import FALLBACKS, MODES, Grader, extract_answer
 from nemo_coreward.data import PairRecord
-from nemo_coreward.data.rephrase.pipeline import scan_done
 from nemo_coreward.embedded.prompts import PAPER_SYSTEM, PromptConfig
 from nemo_coreward.eval.backends import GenerationBackend
 from nemo_coreward.eval.benchmarks import BENCHMARKS, get_benchmark, level_of
 from nemo_coreward.eval.metrics import ItemScores, aggregate, breakdown, is_correct, maj_at_k
+from nemo_coreward.io.atomic import atomic_write
+from nemo_coreward.io.jsonl import JsonlAppender, JsonlRows, read_jsonl
 
 ITEMS = "items.jsonl"
 SETTINGS = "settings.json"
@@ -160,33 +161,28 @@ def item_scores(row: Mapping[str, Any]) -> ItemScores:
     )
 
 
-def read_items(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """Rows of ``items.jsonl`` by (benchmark, id); a torn last line is dropped first."""
-    scan_done(path)  # validates every line and truncates a torn last one
+def read_items(source: str | os.PathLike | JsonlRows) -> dict[tuple[str, str], dict[str, Any]]:
+    """Rows of ``items.jsonl`` (a path, or the rows its appender read) by (benchmark, id);
+    a torn last line is skipped."""
+    found = source if isinstance(source, JsonlRows) else read_jsonl(source)
     rows: dict[tuple[str, str], dict[str, Any]] = {}
-    if path.exists():
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if line.strip():
-                    row = json.loads(line)
-                    if "benchmark" not in row:
-                        raise EvalError(f"{path}:{lineno}: no 'benchmark' key; not an eval file")
-                    rows[(row["benchmark"], row["id"])] = row
+    for row, lineno in zip(found.rows, found.lines):
+        if "benchmark" not in row or "id" not in row:
+            raise EvalError(f"{found.path}:{lineno}: no 'benchmark' or 'id' key; not an eval "
+                            "file (use another --out)")
+        rows[(row["benchmark"], row["id"])] = row
     return rows
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def check_settings(out: Path, settings: dict[str, Any]) -> None:
     """Write ``settings.json``, or refuse when the directory holds a different evaluation."""
     path = out / SETTINGS
     if path.exists():
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise EvalError(f"{path}: not valid JSON ({exc}); remove it or use another "
+                            "--out") from None
         for key in sorted(set(old) | set(settings)):
             if old.get(key) != settings.get(key):
                 raise EvalError(
@@ -194,7 +190,7 @@ def check_settings(out: Path, settings: dict[str, Any]) -> None:
                     f"{old.get(key)!r}, now {settings.get(key)!r}; use another --out"
                 )
         return
-    _write_atomic(path, json.dumps(settings, indent=2) + "\n")
+    atomic_write(path, json.dumps(settings, indent=2) + "\n")
 
 
 def _chunks(items: Sequence[PairRecord], size: int) -> Iterator[Sequence[PairRecord]]:
@@ -229,16 +225,16 @@ def evaluate(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     check_settings(out, {"model": model, **cfg.fingerprint()})
-    items_path = out / ITEMS
-    done = read_items(items_path)
     data_files = dict(data_files or {})
     unknown = sorted(set(data_files) - set(cfg.benchmarks))
     if unknown:
         raise EvalError(f"data files given for {unknown[0]!r}, which is not being evaluated")
+    items = JsonlAppender(out / ITEMS)  # cuts a torn last line off first
+    done = read_items(items.existing)
     grader = Grader(cfg.equivalence, cfg.timeout_s)
     results: dict[str, Any] = {}
     try:
-        with items_path.open("a", encoding="utf-8") as fh:
+        with items:
             for name in cfg.benchmarks:
                 records = get_benchmark(name).load(data_files.get(name), limit)
                 todo = [r for r in records if (name, r.id) not in done]
@@ -252,19 +248,18 @@ def evaluate(
                               if cfg.greedy else [None] * len(chunk))
                     samples = (backend.generate(questions, k, cfg.temperature, cfg.max_new_tokens)
                                if k else [[] for _ in chunk])
-                    for rec, g, s in zip(chunk, greedy, samples):
-                        row = grade_item(rec, name, g, s, cfg, grader)
-                        done[(name, rec.id)] = row
-                        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                    rows = [grade_item(rec, name, g, s, cfg, grader)
+                            for rec, g, s in zip(chunk, greedy, samples)]
+                    items.write(rows)
+                    done.update(((name, row["id"]), row) for row in rows)
                     bar.update(len(chunk))
                 bar.close()
                 results[name] = summarise([done[(name, r.id)] for r in records], name, cfg)
     finally:
+        items.close()
         grader.close()
     summary = {"model": model, "settings": {"model": model, **cfg.fingerprint()},
                "benchmarks": results, "elapsed_s": time.monotonic() - started}
-    _write_atomic(out / "results.json", json.dumps(summary, indent=2) + "\n")
-    _write_atomic(out / "results.md", results_markdown(summary))
+    atomic_write(out / "results.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write(out / "results.md", results_markdown(summary))
     return summary

@@ -5,8 +5,8 @@ import pytest
 
 from nemo_coreward.data.rephrase import prompt as P
 from nemo_coreward.data.rephrase import validate as V
-from nemo_coreward.data.rephrase.backends import BackendError, RetryableError, _chat_url
-from nemo_coreward.data.rephrase.pipeline import call_with_retries
+from nemo_coreward.llm.client import BackendError, RetryableError, _chat_url
+from nemo_coreward.retry import call_with_retries
 
 CFG = V.ValidationConfig()
 
@@ -122,12 +122,13 @@ def test_retries_back_off_exponentially():
             raise RetryableError("503")
         return "ok"
 
-    assert call_with_retries(flaky, retries=4, backoff_s=0.5, backoff_max_s=1.5,
-                             sleep=waits.append) == "ok"
+    assert call_with_retries(flaky, retry_on=RetryableError, retries=4, backoff_s=0.5,
+                             backoff_max_s=1.5, sleep=waits.append) == "ok"
     assert waits == [0.5, 1.0, 1.5]
     with pytest.raises(RetryableError):
-        call_with_retries(lambda: (_ for _ in ()).throw(RetryableError("down")), retries=2,
-                          backoff_s=1, backoff_max_s=9, sleep=waits.append)
+        call_with_retries(lambda: (_ for _ in ()).throw(RetryableError("down")),
+                          retry_on=RetryableError, retries=2, backoff_s=1, backoff_max_s=9,
+                          sleep=waits.append)
     assert waits[3:] == [1, 2]
 
     def refused():
@@ -136,7 +137,8 @@ def test_retries_back_off_exponentially():
 
     n = len(calls)
     with pytest.raises(BackendError):
-        call_with_retries(refused, retries=5, backoff_s=1, backoff_max_s=1, sleep=waits.append)
+        call_with_retries(refused, retry_on=RetryableError, retries=5, backoff_s=1,
+                          backoff_max_s=1, sleep=waits.append)
     assert len(calls) == n + 1  # not retried
 
 

@@ -6,9 +6,10 @@ rewrite prompt, up to ``max_candidates`` in all), keep those that pass every rul
 the output. At most ``concurrency`` records are worked on at once, each with one request
 in flight, so at most ``concurrency`` requests reach the server together.
 
-Crash safety: the output is opened for append and each finished record is written as one
-line, flushed and fsynced, so a killed job loses only the records in flight. A rerun reads
-the ids already written (dropping a torn last line), skips them and carries on; records
+Crash safety: the output is appended through ``nemo_coreward.io.jsonl`` and each finished
+record is written as one line, flushed and fsynced (after its rejected candidates), so a
+killed job loses only the records in flight. A rerun reads the ids already written (cutting
+off a torn last line), skips them and carries on; records
 that failed (too few valid candidates, or the server unreachable after all retries) are not
 written and are tried again on the next run. Every rejected candidate goes to the side file
 (``OUT.rejected.jsonl``) with its rule and reason; a summary goes to ``OUT.summary.json``.
@@ -18,13 +19,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
 
 from nemo_coreward.data.records import PairRecord
 from nemo_coreward.data.rephrase.backends import (
@@ -33,10 +33,11 @@ from nemo_coreward.data.rephrase.backends import (
     RetryableError,
     SamplingConfig,
 )
-from nemo_coreward.data.rephrase.prompt import Template, solve_messages
 from nemo_coreward.data.rephrase import validate as V
-
-T = TypeVar("T")
+from nemo_coreward.data.rephrase.prompt import Template, solve_messages
+from nemo_coreward.io.atomic import atomic_write
+from nemo_coreward.io.jsonl import JsonlAppender, JsonlRows
+from nemo_coreward.retry import call_with_retries
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Summary:
     rejected: int = 0
     requests: int = 0
     rejected_by_rule: dict = field(default_factory=dict)
+    repaired: int = 0  # lines whose text was not valid Unicode, replaced with U+FFFD
     elapsed_s: float = 0.0
 
     def format(self) -> str:
@@ -92,6 +94,7 @@ class Summary:
             f"{self.failed} failed (of {self.input}); {self.candidates} candidates, "
             f"{self.rejected} rejected ({rules}); {self.requests} requests in "
             f"{self.elapsed_s:.1f}s"
+            + (f"; {self.repaired} lines with invalid Unicode repaired" if self.repaired else "")
         )
 
 
@@ -105,48 +108,13 @@ class _Outcome:
     error: str | None = None
 
 
-def call_with_retries(fn: Callable[[], T], *, retries: int, backoff_s: float,
-                      backoff_max_s: float, sleep: Callable[[float], None] = time.sleep) -> T:
-    """``fn()``, retried after ``RetryableError`` with waits backoff_s, 2*backoff_s, ...
-    (capped at ``backoff_max_s``); the last error is raised when retries run out."""
-    for attempt in range(retries + 1):
-        try:
-            return fn()
-        except RetryableError:
-            if attempt == retries:
-                raise
-            sleep(min(backoff_max_s, backoff_s * 2**attempt))
-    raise AssertionError("unreachable")
-
-
-def scan_done(path: Path) -> set[str]:
-    """Ids already in an output file; a torn last line (a killed write) is cut off."""
-    if not path.exists():
-        return set()
-    data = path.read_bytes()
-    done: set[str] = set()
-    good_end = 0
-    for lineno, line in enumerate(data.splitlines(keepends=True), start=1):
-        if not line.endswith(b"\n"):
-            break
-        if line.strip():
-            try:
-                done.add(json.loads(line)["id"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise PipelineError(
-                    f"{path}:{lineno}: not a record line; fix or remove it") from None
-        good_end += len(line)
-    if good_end < len(data):
-        print(f"{path}: dropping a torn last line ({len(data) - good_end} bytes)", file=sys.stderr)
-        with path.open("r+b") as fh:
-            fh.truncate(good_end)
-    return done
-
-
-def _append(fh, row: dict) -> None:
-    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    fh.flush()
-    os.fsync(fh.fileno())
+def _done_ids(found: JsonlRows) -> set[str]:
+    """Ids already in the output (a torn last line was cut: that record is redone)."""
+    for row, lineno in zip(found.rows, found.lines):
+        if not isinstance(row.get("id"), str):
+            raise PipelineError(f"{found.path}:{lineno}: not a record line (no 'id'); fix or "
+                                "remove it, or write to another --out")
+    return {row["id"] for row in found.rows}
 
 
 class _Worker:
@@ -161,7 +129,8 @@ class _Worker:
         p = self.config.pipeline
         return call_with_retries(
             lambda: self.backend.generate(messages, self.config.sampling, n),
-            retries=p.retries, backoff_s=p.backoff_s, backoff_max_s=p.backoff_max_s,
+            retry_on=RetryableError, retries=p.retries, backoff_s=p.backoff_s,
+            backoff_max_s=p.backoff_max_s,
         )
 
     def __call__(self, rec: PairRecord) -> _Outcome:
@@ -214,8 +183,10 @@ def _progress(total: int, enabled: bool):
 
 def run(records: Sequence[PairRecord], out_path: str | os.PathLike, backend: Backend,
         config: RephraseConfig = RephraseConfig(), *,
-        rejected_path: str | os.PathLike | None = None) -> Summary:
-    """Rephrase ``records`` into ``out_path`` (appending, skipping ids already there)."""
+        rejected_path: str | os.PathLike | None = None, repaired: int = 0) -> Summary:
+    """Rephrase ``records`` into ``out_path`` (appending, skipping ids already there).
+    ``repaired``: input lines whose invalid Unicode the caller's reader replaced (reported
+    in the summary together with those of the output read back)."""
     started = time.monotonic()
     out_path = Path(out_path)
     if out_path.suffix.lower() in (".parquet", ".pq"):
@@ -226,10 +197,11 @@ def run(records: Sequence[PairRecord], out_path: str | os.PathLike, backend: Bac
     if len(set(ids)) != len(ids):
         dup = next(i for i, c in Counter(ids).items() if c > 1)
         raise PipelineError(f"input has duplicate id {dup!r}")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    done = scan_done(out_path)
+    out_fh = JsonlAppender(out_path)
+    done = _done_ids(out_fh.existing)
     todo = [r for r in records if r.id not in done]
-    summary = Summary(input=len(records), already_done=len(records) - len(todo))
+    summary = Summary(input=len(records), already_done=len(records) - len(todo),
+                      repaired=repaired + out_fh.existing.repaired)
     p = config.pipeline
     max_failures = p.max_consecutive_failures or 2 * p.concurrency
     worker, by_rule, consecutive = _Worker(backend, config), Counter(), 0
@@ -238,8 +210,7 @@ def run(records: Sequence[PairRecord], out_path: str | os.PathLike, backend: Bac
     pending: set[Future] = set()
     queue = iter(todo)
     try:
-        with out_path.open("a", encoding="utf-8") as out_fh, \
-                rejected_path.open("a", encoding="utf-8") as rej_fh:
+        with out_fh, JsonlAppender(rejected_path) as rej_fh:
             while True:
                 # Submit lazily: only `concurrency` records are ever queued or running, so a
                 # stop leaves nothing half-done beyond the records in flight.
@@ -257,17 +228,17 @@ def run(records: Sequence[PairRecord], out_path: str | os.PathLike, backend: Bac
                         raise PipelineError(f"backend refused a request: {exc}") from None
                     summary.candidates += outcome.candidates
                     summary.requests += outcome.requests
-                    for row in outcome.rejections:
-                        by_rule[row["rule"]] += 1
-                        _append(rej_fh, row)
+                    by_rule.update(row["rule"] for row in outcome.rejections)
                     if outcome.record is not None:
-                        _append(out_fh, outcome.record.to_dict())
+                        rej_fh.write(outcome.rejections)
+                        out_fh.write([outcome.record.to_dict()])
                         summary.written += 1
                         consecutive = 0
                     else:
                         summary.failed += 1
-                        _append(rej_fh, {"id": outcome.id, "rule": "record",
-                                         "reason": outcome.error, "candidate": None})
+                        rej_fh.write([*outcome.rejections,
+                                      {"id": outcome.id, "rule": "record",
+                                       "reason": outcome.error, "candidate": None}])
                         transport = outcome.error.startswith("transport")
                         consecutive = consecutive + 1 if transport else 0
                         if consecutive >= max_failures:
@@ -278,10 +249,11 @@ def run(records: Sequence[PairRecord], out_path: str | os.PathLike, backend: Bac
                     bar.set_postfix(done=summary.written, rejected=sum(by_rule.values()),
                                     failed=summary.failed, refresh=False)
     finally:
+        out_fh.close()
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
         summary.rejected = sum(by_rule.values())
         summary.rejected_by_rule = dict(by_rule)
         summary.elapsed_s = time.monotonic() - started
-        Path(f"{out_path}.summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
+        atomic_write(f"{out_path}.summary.json", json.dumps(asdict(summary), indent=2) + "\n")
     return summary

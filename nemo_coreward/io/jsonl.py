@@ -1,0 +1,239 @@
+"""JSON Lines: the one reader, appender and cutter every file of rows goes through.
+
+One policy for damage, whoever reads:
+
+- A **torn last line** (no newline at the end and not valid JSON: a writer killed
+  mid-write, or still writing) is skipped with a warning naming the file and line. It never
+  stops a reader. ``JsonlAppender`` cuts it off before appending, so the next row starts on
+  a line of its own. An unterminated last line that *is* valid JSON (a hand-written file
+  without a final newline) is a row like any other.
+- A bad line **anywhere else** is an error (``JsonlError``) naming the file and line: that
+  is not a crash but a damaged or foreign file, and silently skipping it would lose data.
+- **Text that is not valid Unicode** is repaired, not fatal: bytes that are not UTF-8 and
+  JSON escapes of lone surrogates (``"\\udbf9"``, which Python decodes but cannot encode
+  again) become U+FFFD. The number of repaired lines is returned so commands can report it,
+  and ``dumps_line`` repairs too, so no writer ever dies on such text after the work is done.
+
+Appends are flushed and fsynced per batch: a SIGKILL loses at most the batch being written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from nemo_coreward.io.atomic import atomic_file
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+class JsonlError(ValueError):
+    """A line that is not a JSON row, not at the end of the file; names file and line."""
+
+
+def repair_text(value: Any) -> tuple[Any, int]:
+    """``value`` with every lone surrogate in its strings (keys included) replaced by U+FFFD,
+    and how many were replaced. A decoded JSON string holds a surrogate only when it is
+    lone: a valid escaped pair decodes to one code point."""
+    if isinstance(value, str):
+        fixed, n = _SURROGATE.subn("\ufffd", value)
+        return fixed, n
+    if isinstance(value, list):
+        total, out = 0, []
+        for item in value:
+            fixed, n = repair_text(item)
+            out.append(fixed)
+            total += n
+        return out, total
+    if isinstance(value, dict):
+        total, obj = 0, {}
+        for key, item in value.items():
+            fkey, n1 = repair_text(key)
+            fitem, n2 = repair_text(item)
+            obj[fkey] = fitem
+            total += n1 + n2
+        return obj, total
+    return value, 0
+
+
+def loads_line(text: str) -> tuple[Any, bool]:
+    """One parsed JSON value and whether its text had to be repaired (lone surrogates).
+    Raises ``json.JSONDecodeError`` for text that is not JSON."""
+    value = json.loads(text)
+    if _SURROGATE_ESCAPE.search(text):
+        value, n = repair_text(value)
+        return value, n > 0
+    return value, False
+
+
+def dumps_line(row: Any) -> str:
+    """One JSONL line, newline included; non-ASCII kept readable. Lone surrogates (text
+    that came from elsewhere) are replaced by U+FFFD rather than failing the write."""
+    text = json.dumps(row, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(repair_text(row)[0], ensure_ascii=False)
+    return text + "\n"
+
+
+@dataclass
+class JsonlRows:
+    """What ``read_jsonl`` found: the rows, each row's line number, how many lines had
+    invalid Unicode repaired, and the line number of a skipped torn last line."""
+
+    path: Path
+    rows: list[Any] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    repaired: int = 0
+    torn_line: int | None = None
+    good_bytes: int = 0  # length of the file up to and including the last good line
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def read_jsonl(path: str | os.PathLike, *, objects: bool = True,
+               warn: Callable[[str], None] | None = _warn) -> JsonlRows:
+    """Every row of ``path`` (none when it does not exist), by the policy above.
+
+    ``objects``: each row must be a JSON object (``JsonlError`` names the line otherwise).
+    Blank lines are skipped. ``warn`` receives the one-line notices (torn line, repaired
+    text); ``None`` silences them.
+    """
+    path = Path(path)
+    found = JsonlRows(path)
+    if not path.is_file():
+        return found
+    data = path.read_bytes()
+    raw_lines = data.splitlines(keepends=True)
+    offset = 0
+    for lineno, raw in enumerate(raw_lines, start=1):
+        last = lineno == len(raw_lines)
+        terminated = raw.endswith(b"\n")
+        try:
+            text = raw.decode("utf-8")
+            bad_bytes = False
+        except UnicodeDecodeError:
+            text, bad_bytes = raw.decode("utf-8", errors="replace"), True
+        if not text.strip():
+            offset += len(raw)
+            found.good_bytes = offset
+            continue
+        try:
+            row, repaired = loads_line(text)
+        except json.JSONDecodeError as exc:
+            if last and not terminated:
+                found.torn_line = lineno
+                if warn is not None:
+                    warn(f"{path}:{lineno}: skipping a torn last line ({len(raw)} bytes; "
+                         "a write was cut off)")
+                break
+            raise JsonlError(f"{path}:{lineno}: not valid JSON ({exc.msg}, column "
+                             f"{exc.colno}); fix or remove that line") from None
+        if objects and not isinstance(row, dict):
+            raise JsonlError(f"{path}:{lineno}: expected a JSON object, got "
+                             f"{type(row).__name__}; fix or remove that line")
+        if repaired or bad_bytes:
+            found.repaired += 1
+        found.rows.append(row)
+        found.lines.append(lineno)
+        offset += len(raw)
+        found.good_bytes = offset
+    if found.repaired and warn is not None:
+        warn(f"{path}: {found.repaired} line(s) held text that is not valid Unicode; "
+             "replaced with U+FFFD")
+    return found
+
+
+def cut_torn_tail(path: str | os.PathLike, warn: Callable[[str], None] | None = _warn) -> JsonlRows:
+    """Read ``path`` and cut a torn last line off the file itself, so appending can go on.
+    An unterminated last line that is a good row gets its newline instead."""
+    found = read_jsonl(path, warn=warn)
+    path = Path(path)
+    if not path.is_file():
+        return found
+    size = path.stat().st_size
+    if found.torn_line is not None and size > found.good_bytes:
+        with path.open("r+b") as fh:
+            fh.truncate(found.good_bytes)
+            fh.flush()
+            os.fsync(fh.fileno())
+    elif size and not path.read_bytes().endswith(b"\n"):
+        with path.open("ab") as fh:
+            fh.write(b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    return found
+
+
+class JsonlAppender:
+    """Appends rows to a JSONL file, fsynced per ``write`` call; opening cuts a torn last
+    line first (``cut_torn_tail``), whose ``JsonlRows`` is kept in ``existing``."""
+
+    def __init__(self, path: str | os.PathLike,
+                 warn: Callable[[str], None] | None = _warn) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.existing = cut_torn_tail(self.path, warn=warn)
+        self._fh: IO[str] | None = self.path.open("a", encoding="utf-8")
+
+    def write(self, rows: Iterable[Any]) -> None:
+        """Append ``rows`` and make them durable (flush + fsync) before returning."""
+        if self._fh is None:
+            raise ValueError(f"{self.path}: appender is closed")
+        self._fh.write("".join(dumps_line(row) for row in rows))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def append_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> None:
+    """Append ``rows`` to ``path`` durably (one-off: a torn last line is cut first)."""
+    with JsonlAppender(path) as out:
+        out.write(rows)
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> Path:
+    """Replace ``path`` with ``rows`` atomically (``atomic_file``)."""
+    with atomic_file(path, "w") as fh:
+        for row in rows:
+            fh.write(dumps_line(row))
+    return Path(path)
+
+
+def cut_after(path: str | os.PathLike, step: int, key: str = "step") -> int:
+    """Keep only rows whose ``key`` is at most ``step`` (a resumed run repeats the steps
+    after its checkpoint), rewriting the file atomically; a torn last line goes too.
+    Returns the number of rows dropped. Rows without ``key`` are kept."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    found = read_jsonl(path)
+    kept = [r for r in found.rows if not isinstance(r.get(key), (int, float)) or r[key] <= step]
+    if len(kept) != len(found.rows) or found.torn_line is not None:
+        write_jsonl(path, kept)
+    return len(found.rows) - len(kept)
