@@ -32,6 +32,7 @@ from typing import Any, Mapping, Protocol, Sequence
 import torch
 from torch import Tensor
 
+from nemo_coreward.io.atomic import atomic_file
 from nemo_coreward.rl import TeacherConfig, ema_update_
 
 __all__ = ["EngineWeights", "TeacherHooks", "TeacherRollouts", "TeacherStore", "averageable",
@@ -146,10 +147,8 @@ class TeacherStore:
 
     def save(self, step: int, state: Mapping[str, Any], tp_rank: int, pp_rank: int) -> Path:
         target = self.path(step, tp_rank, pp_rank)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".pt.tmp")
-        torch.save(averageable(state), tmp)
-        os.replace(tmp, target)
+        with atomic_file(target, "wb") as fh:  # fsynced, renamed, folder fsynced
+            torch.save(averageable(state), fh)
         self._prune(tp_rank, pp_rank)
         return target
 

@@ -3,9 +3,9 @@
 A checkpoint holds the policy, the optimiser, the scheduler, the data cursor, the
 teacher when it moves (Co-rewarding-II; a frozen reference is reloaded from the model
 source instead of being stored), the step, and every random state the run draws from
-(torch CPU and CUDA, Python, numpy). It is streamed with ``torch.save`` into a temporary
-file that is renamed into place, so a crash mid-write never leaves a truncated
-checkpoint that a resume would pick. Only the newest ``keep_last`` are kept.
+(torch CPU and CUDA, Python, numpy). It is streamed with ``torch.save`` through
+``nemo_coreward.io.atomic_file`` (a temporary file, fsynced, renamed into place, the folder
+fsynced), so a crash mid-write never leaves a truncated checkpoint that a resume would pick. Only the newest ``keep_last`` are kept.
 
 Not Lightning Fabric's ``save``: it serialises the whole checkpoint into memory first and
 then copies that buffer once more (``_atomic_save``), so a 1.6 GB checkpoint of the 135M
@@ -16,7 +16,6 @@ as tensors and plain tuples, never as numpy objects.
 """
 from __future__ import annotations
 
-import os
 import random
 import re
 from pathlib import Path
@@ -24,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from nemo_coreward.io.atomic import atomic_file
 
 _NAME = re.compile(r"^step_(\d{6,})\.ckpt$")
 
@@ -79,13 +80,9 @@ def save(run_dir: Path, step: int, state: dict[str, Any], keep_last: int) -> Pat
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{step:06d}.ckpt"
-    tmp = folder / f".step_{step:06d}.ckpt.tmp"
     payload = {k: v.state_dict() if hasattr(v, "state_dict") else v for k, v in state.items()}
-    with open(tmp, "wb") as f:
+    with atomic_file(path, "wb") as f:
         torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
     for _, old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
         old.unlink(missing_ok=True)
     return path

@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from nemo_coreward.io.atomic import atomic_write
+from nemo_coreward.io.jsonl import JsonlError, append_jsonl, cut_after, read_jsonl
+
 
 def new_run_dir(output_root: str, name: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -46,7 +49,11 @@ def _clean(value: Any) -> Any:
 
 
 class RunLog:
-    """Append-only metrics and samples, plus TensorBoard scalars."""
+    """Append-only metrics and samples, plus TensorBoard scalars.
+
+    Rows go through ``nemo_coreward.io.jsonl``: each append is flushed and fsynced, a torn
+    last line left by a hard kill is cut off before the next append, and whole-file JSON
+    (``eval.json``, ``alarm.json``) is replaced atomically."""
 
     def __init__(self, path: Path, tensorboard: bool = True) -> None:
         self.path = path
@@ -58,9 +65,8 @@ class RunLog:
             self._tb = SummaryWriter(str(path / "tb"))
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
-        row = {"step": step, **{k: _clean(v) for k, v in values.items()}}
-        with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        append_jsonl(self.path / "metrics.jsonl",
+                     [{"step": step, **{k: _clean(v) for k, v in values.items()}}])
         if self._tb is not None:
             for key, value in values.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
@@ -68,28 +74,25 @@ class RunLog:
             self._tb.flush()
 
     def samples(self, rows: list[dict[str, Any]]) -> None:
-        with open(self.path / "samples.jsonl", "a", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        append_jsonl(self.path / "samples.jsonl", rows)
 
     def truncate_after(self, step: int) -> None:
         """Drop rows logged after ``step`` (a resumed run repeats those steps)."""
         for name in ("metrics.jsonl", "samples.jsonl"):
-            file = self.path / name
-            if not file.is_file():
-                continue
-            kept = [line for line in file.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line)["step"] <= step]
-            file.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            cut_after(self.path / name, step)
 
     def write_json(self, name: str, value: Any) -> None:
-        tmp = self.path / f".{name}.tmp"
-        tmp.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(self.path / name)
+        atomic_write(self.path / name, json.dumps(value, indent=2) + "\n")
 
     def read_json(self, name: str) -> Any:
         file = self.path / name
-        return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+        if not file.is_file():
+            return None
+        try:
+            return json.loads(file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise JsonlError(f"{file}: not valid JSON ({exc}); remove it to rerun what "
+                             "wrote it") from None
 
     def close(self) -> None:
         if self._tb is not None:
@@ -97,7 +100,5 @@ class RunLog:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    file = Path(run_dir) / "metrics.jsonl"
-    if not file.is_file():
-        return []
-    return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line]
+    """The run's metric rows (a torn last line skipped, as every JSONL reader does)."""
+    return read_jsonl(Path(run_dir) / "metrics.jsonl").rows
