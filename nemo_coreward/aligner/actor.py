@@ -7,9 +7,16 @@ TP/PP, TensorRT-LLM generation and refit, Adam offload, reference log-probs):
 - ``infer`` copies ``pair_id`` and ``side`` from the collated batch into the rollout dict;
   1-D keys present in every rollout survive NeMo-Aligner's stacking, DP gathering and
   chunking, so the trainer can group rollouts by (pair, side) instead of by prompt tokens.
-- with PPO clipping or a KL loss term configured (``set_coreward_loss``), the Megatron
-  loss function computes ``nemo_coreward.aligner.loss.actor_loss`` and reports all its
-  metrics; otherwise NeMo-Aligner's own REINFORCE loss runs.
+- once the trainer has set the loss (``set_coreward_loss``, always done by
+  ``CoRewardGRPOTrainer``), the Megatron loss function computes
+  ``nemo_coreward.aligner.loss.actor_loss`` with the trainer's per-token ``loss_weights``,
+  scaled by micro-batches x DP size: Megatron-core's ``forward_step_calc_loss`` divides a
+  two-output loss by ``num_microbatches`` before backward, and every NeMo gradient
+  reduction averages over the DP group (``MegatronBaseModel.allreduce_gradients`` divides
+  by the DP size; apex's distributed Adam and Megatron-core's DDP average as well), so
+  the scale makes the step's gradient that of the configured aggregate over its global
+  batch. Context parallelism (which also multiplies the loss by its size) is not
+  supported. Without a loss set, NeMo-Aligner's own REINFORCE loss runs.
 - ``teacher_rollouts`` runs the Co-rewarding-II teacher pass (``aligner.teacher``): the
   teacher is the CPU state dict in ``init_policy_state_dict``, and the generation engine
   is refit with it and, before any later policy generation, with the policy again.
@@ -19,6 +26,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import torch
+from megatron.core import parallel_state as mcore_parallel_state
 from megatron.core.num_microbatches_calculator import get_num_microbatches
 from megatron.core.pipeline_parallel.schedules import get_forward_backward_func
 from nemo.collections.nlp.modules.common.megatron.utils import (
@@ -39,7 +47,7 @@ from nemo_coreward.rl import LossConfig
 TWIN_KEYS = ("pair_id", "side")
 # Keys the last pipeline stage needs for our loss, on top of NeMo-Aligner's.
 LOSS_KEYS = ("response_tokens", "baseline", "mask", "rewards_with_kl", "is_end",
-             "prev_logprobs", "init_logprobs")
+             "loss_weights", "prev_logprobs", "init_logprobs")
 
 __all__ = ["MegatronGPTCoRewardActorModel", "copy_twin_keys"]
 
@@ -118,7 +126,7 @@ class MegatronGPTCoRewardActorModel(MegatronGPTReinforceActorModel):
                 logprobs = from_parallel_logits_to_logprobs(
                     vocab_parallel_logits=logits, target=batch["response_tokens"],
                     higher_stability=True)
-                loss, metrics = actor_loss(logprobs, batch, loss_cfg)
+                loss, metrics = actor_loss(logprobs, batch, loss_cfg, scale=loss_scale())
                 reduced = average_losses_across_data_parallel_group(
                     [metrics[k].to(logprobs.device) for k in LOSS_METRICS])
                 return loss, dict(zip(LOSS_METRICS, reduced))
@@ -151,6 +159,11 @@ class MegatronGPTCoRewardActorModel(MegatronGPTReinforceActorModel):
         torch.distributed.broadcast(means, get_last_rank())
         metrics = dict(zip(LOSS_METRICS, means.cpu().tolist()))
         return metrics["loss"], metrics
+
+
+def loss_scale() -> int:
+    """Micro-batches x DP size: what Megatron-core and the DP gradient average divide by."""
+    return get_num_microbatches() * mcore_parallel_state.get_data_parallel_world_size()
 
 
 class _ActorHooks:

@@ -113,20 +113,33 @@ class KLSection:
         return self.mode != "none" and self.coef > 0
 
 
+TRUNCATED_MODES = ("mask", "keep")
+
+
 @dataclass(frozen=True)
 class LossSection:
     """ppo_clip: use the rollout-time log-probs as the old policy and clip the ratio to
     [1 - clip_low, 1 + clip_high] (needed once a rollout batch feeds several optimiser
-    steps). agg: an ``AGGREGATIONS`` name for every loss term."""
+    steps). agg: an ``AGGREGATIONS`` name for every loss term, exact over each optimiser
+    step's global batch (side-token-mean-sum is the official J_original + J_rephrased).
+    truncated: what the loss does with responses that hit the length limit (is_end False):
+    "mask" leaves them out, "keep" trains them like the others. NeMo-Aligner 0.7.0 zeroes
+    the loss of a micro-batch in which no response ended, which at its micro_batch_size 1
+    leaves every truncated response out: "mask" is that behaviour, for any micro-batch size.
+    """
 
     ppo_clip: bool = False
     clip_low: float = 0.2
     clip_high: float = 0.2
     agg: str = "token-mean"
+    truncated: str = "mask"
 
     def __post_init__(self) -> None:
         if self.agg not in AGGREGATIONS:
             raise ValueError(f"agg {self.agg!r} unknown; valid: {', '.join(AGGREGATIONS.names())}")
+        if self.truncated not in TRUNCATED_MODES:
+            raise ValueError(f"truncated {self.truncated!r} unknown; valid: "
+                             f"{', '.join(TRUNCATED_MODES)}")
 
 
 @dataclass(frozen=True)

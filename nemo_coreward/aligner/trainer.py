@@ -50,7 +50,10 @@ from nemo_aligner.utils.utils import cpu_dict
 
 from nemo_coreward.aligner.advantages import consumed_after_step, reinforce_terms, sequence_kl
 from nemo_coreward.aligner.config import CoRewardConfig
+from nemo_coreward.aligner.layout import round_up, seq_len_multiple
 from nemo_coreward.aligner.scoring import RewardRouter, response_decoder
+from nemo_coreward.aligner.shards import (loss_mask, optimizer_step_of_rows, shard_rows,
+                                          step_loss_weights)
 from nemo_coreward.aligner.teacher import TeacherStore
 from nemo_coreward.reward.alarm import AlarmWatch, read_rows
 
@@ -84,9 +87,17 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
         # The sampler's global batch counts dataset items, i.e. pairs.
         self.pairs_per_step = self.train_dataloader_builder(
             consumed_samples=0).batch_sampler.global_batch_size
+        self.seq_len_multiple = training_seq_len_multiple(getattr(self.model, "cfg", {}),
+                                                          self.cfg.rollout_batch_seq_length)
+        # Our loss always runs: it is what makes each aggregation exact over micro-batches
+        # and DP ranks (the stock REINFORCE loss means per micro-batch).
+        self.model.set_coreward_loss(coreward.loss_config())
 
     # -- one step's rollouts --------------------------------------------------------------
     def _run_inference(self, dataloader_builder, consumed_samples, is_validation):
+        """Roll out and score the step; returns (the gathered global batch with ``rewards``,
+        padded to the training length, metrics). Unlike 0.7.0 it returns the global batch,
+        not a chunk: ``generate_rollouts`` shards it, validation needs only the metrics."""
         reshard = trt_llm_reshard_region if self.trtllm_reshard else nullcontext
         num_rollouts = 1 if is_validation else self.cfg.num_rollouts_per_prompt
         with_teacher = self.coreward.needs_teacher and not is_validation
@@ -108,25 +119,18 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
                                                           total_steps=self.max_steps)
             global_batch = self._gather(policy)
             global_teacher = self._gather(teacher) if with_teacher else None
-        batch = global_batch.chunk(rank=parallel_state.get_data_parallel_rank(),
-                                   split_size=parallel_state.get_data_parallel_world_size(),
-                                   seed=self.step)
-        with self.timer("logprobs"):
-            batch["logprobs"] = self.model.get_inference_log_probs(batch["response_tokens"])
-        if not is_validation and self.compute_init_policy_kl:
-            with self.timer("init_logprobs"):
-                batch["init_logprobs"] = self.model.get_init_policy_logprobs(batch["response_tokens"])
-
+        global_batch["response_tokens"] = pad_tokens(global_batch["response_tokens"],
+                                                     self.seq_len_multiple,
+                                                     self.model.tokenizer.eos_id)
         with self.timer("reward"):
             rewards, reward_metrics = self._score(global_batch, global_teacher, dataloader.dataset,
                                                   is_validation)
-        batch["rewards"] = rewards.to(batch["response_tokens"].device)
         global_batch["rewards"] = rewards.to(global_batch["response_tokens"].device)
         metrics = self.compute_rollout_metrics(global_batch)
         metrics.update({f"coreward_{k}": v for k, v in reward_metrics.items()})
         if with_teacher and self.model.teacher.last_alpha is not None:
             metrics["coreward_teacher_alpha"] = self.model.teacher.last_alpha
-        return batch, cpu_dict(metrics)
+        return global_batch, cpu_dict(metrics)
 
     def _gather(self, rollouts):
         local = ReinforceRolloutBatch.from_rollout_batches(
@@ -149,27 +153,59 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
                              ground_truth=getattr(dataset, "ground_truth", None),
                              teacher=teacher_part)
 
+    def _local_shard(self, global_batch):
+        """This DP rank's rows (``aligner.shards``), with their log-probs."""
+        rows = shard_rows(global_batch["response_tokens"].size(0),
+                          parallel_state.get_data_parallel_rank(),
+                          parallel_state.get_data_parallel_world_size())
+        batch = ReinforceRolloutBatch({k: v[rows.to(v.device)].clone()
+                                       for k, v in global_batch.items()})
+        with self.timer("logprobs"):
+            batch["logprobs"] = self.model.get_inference_log_probs(batch["response_tokens"])
+        if self.compute_init_policy_kl:
+            with self.timer("init_logprobs"):
+                batch["init_logprobs"] = self.model.get_init_policy_logprobs(batch["response_tokens"])
+        return rows, batch
+
     # -- advantages -----------------------------------------------------------------------
-    def generate_reinforce_data(self, rollout_batch):
-        logprobs = rollout_batch["logprobs"]
-        mask = create_mask(values=logprobs, prompt_lengths=rollout_batch["prompt_lengths"],
-                           response_lengths=rollout_batch["response_lengths"])
+    def generate_reinforce_data(self, global_batch, rows, local_batch):
+        """Training data of this rank's rows: advantages per (pair, side) group and loss
+        weights per optimiser step, both computed on the whole gathered batch. Only the
+        per-response KL (KL-in-reward mode) is gathered over DP."""
+        logprobs = local_batch["logprobs"]
+        mask = create_mask(values=logprobs, prompt_lengths=local_batch["prompt_lengths"],
+                           response_lengths=local_batch["response_lengths"])
         kl_cfg = self.coreward.kl
         kl = None
         if self.compute_init_policy_kl:
-            kl = sequence_kl(logprobs, rollout_batch["init_logprobs"], mask, kl_cfg.type)
+            kl = _all_gather_dp(sequence_kl(logprobs, local_batch["init_logprobs"], mask,
+                                            kl_cfg.type))
         terms = reinforce_terms(
-            rollout_batch["rewards"], rollout_batch["pair_id"], rollout_batch["side"],
+            global_batch["rewards"], global_batch["pair_id"], global_batch["side"],
             estimator=self.coreward.advantage.estimator, eps=self.coreward.advantage.eps,
             kl=kl if kl_cfg.mode == "reward" else None, kl_coef=kl_cfg.coef)
-        data = {"mask": mask, "rewards_with_kl": terms.rewards_with_kl, "baseline": terms.baseline,
-                "response_tokens": rollout_batch["response_tokens"],
-                "is_end": rollout_batch["is_end"]}
+        num_rows = global_batch["response_tokens"].size(0)
+        global_mask = loss_mask(
+            create_mask(values=torch.empty(num_rows, global_batch["response_tokens"].size(1) - 1),
+                        prompt_lengths=global_batch["prompt_lengths"].cpu(),
+                        response_lengths=global_batch["response_lengths"].cpu()),
+            global_batch["is_end"].cpu(), self.coreward.loss.truncated)
+        weights = step_loss_weights(
+            global_mask, self.coreward.loss.agg, global_batch["side"].cpu(),
+            optimizer_step_of_rows(num_rows, parallel_state.get_data_parallel_world_size(),
+                                   self.cfg.model_gbs))
+        device = logprobs.device
+        rows_cpu = rows.cpu()
+        data = {"mask": global_mask[rows_cpu].to(device, logprobs.dtype),
+                "loss_weights": weights[rows_cpu].to(device),
+                "rewards_with_kl": terms.rewards_with_kl[rows.to(terms.rewards_with_kl.device)],
+                "baseline": terms.baseline[rows.to(terms.baseline.device)],
+                "response_tokens": local_batch["response_tokens"],
+                "is_end": local_batch["is_end"]}
         if self.coreward.loss.ppo_clip:
             data["prev_logprobs"] = logprobs
         if kl_cfg.mode == "loss" and self.compute_init_policy_kl:
-            data["init_logprobs"] = rollout_batch["init_logprobs"]
-        # Every DP rank holds the whole global batch, so these means are already global.
+            data["init_logprobs"] = local_batch["init_logprobs"]
         metrics = {
             "init_policy_kl": float(kl.mean()) if kl is not None else 0.0,
             "rewards_with_kl": float(terms.rewards_with_kl.mean()),
@@ -180,12 +216,13 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
     def generate_rollouts(self):
         with self.timer("prepare_for_inference"):
             self.model.prepare_for_inference()
-        batch, metrics = self._run_inference(self.train_dataloader_builder,
-                                             consumed_samples=self.consumed_samples,
-                                             is_validation=False)
+        global_batch, metrics = self._run_inference(self.train_dataloader_builder,
+                                                    consumed_samples=self.consumed_samples,
+                                                    is_validation=False)
         self.consumed_samples = consumed_after_step(self.consumed_samples, self.pairs_per_step,
                                                     metrics["rollout_size"], self.rollouts_per_pair)
-        data, grpo_metrics = self.generate_reinforce_data(batch)
+        rows, local_batch = self._local_shard(global_batch)
+        data, grpo_metrics = self.generate_reinforce_data(global_batch, rows, local_batch)
         with self.timer("finish_inference"):
             self.model.finish_inference()
         prefix = "coreward_"
@@ -263,6 +300,41 @@ class StopOnAlarm:
 
     def __repr__(self) -> str:
         return f"StopOnAlarm({self.timer!r})"
+
+
+def pad_tokens(tokens: torch.Tensor, multiple: int, pad_id: int) -> torch.Tensor:
+    """Right-pad (B, S) tokens with ``pad_id`` to S' = round_up(S, multiple) columns. The
+    mask comes from prompt and response lengths, so the added positions are never in the
+    loss; their log-probs (of pad tokens) are computed and ignored."""
+    width = round_up(tokens.size(1), multiple)
+    return torch.nn.functional.pad(tokens, (0, width - tokens.size(1)), value=pad_id)
+
+
+def training_seq_len_multiple(model_cfg: Any, fixed_length: int | None) -> int:
+    """The multiple every training sequence is padded to (``aligner.layout``), from the
+    model config (fp8, sequence_parallel, tensor_model_parallel_size); refuses a fixed
+    ``rollout_batch_seq_length`` that is not a multiple of it."""
+    multiple = seq_len_multiple(fp8=bool(model_cfg.get("fp8", False)),
+                                sequence_parallel=bool(model_cfg.get("sequence_parallel", False)),
+                                tp=int(model_cfg.get("tensor_model_parallel_size", 1)))
+    if fixed_length is not None and fixed_length % multiple:
+        raise ValueError(
+            f"trainer.grpo.rollout_batch_seq_length ({fixed_length}) must be a multiple of "
+            f"{multiple} (FP8 and sequence parallelism need it): use "
+            f"{round_up(fixed_length, multiple)}")
+    return multiple
+
+
+def _all_gather_dp(local: torch.Tensor) -> torch.Tensor:
+    """Concatenate equal-size (n,) shards over the DP group in rank order (= the gathered
+    batch's order, ``shard_rows``)."""
+    size = parallel_state.get_data_parallel_world_size()
+    if size == 1:
+        return local
+    parts = [torch.empty_like(local) for _ in range(size)]
+    torch.distributed.all_gather(parts, local.contiguous(),
+                                 group=mcore_parallel_state.get_data_parallel_group())
+    return torch.cat(parts)
 
 
 def _device() -> str:

@@ -54,6 +54,9 @@ class CpuActor:
         self.engine_weights = EngineWeights()
         self.weights_at_refit: list[float] = []
 
+    def set_coreward_loss(self, loss: LossConfig) -> None:
+        self.coreward_loss = loss
+
     # -- generation
     def prepare_for_inference(self):
         self.calls.append("prepare_for_inference")
@@ -128,7 +131,7 @@ class CpuActor:
                                    self.coreward_loss)
         if not forward_only:
             loss.backward()
-        return float(loss), {k: float(v) for k, v in metrics.items()}
+        return float(loss.detach()), {k: float(v) for k, v in metrics.items()}
 
 
 class _Hooks:

@@ -1,0 +1,73 @@
+"""Which rows of a step's gathered rollout batch each data-parallel rank trains on, in which
+optimiser step, and with what loss weight; pure functions on plain tensors.
+
+NeMo-Aligner 0.7.0's ``ReinforceRolloutBatch.chunk`` keeps ``arange(B)``: every DP rank
+trains the whole gathered batch, and ``ReinforceTrainer.fit`` splits each rank's rows into
+optimiser steps of ``model.global_batch_size / DP`` rows in order, so DP >= 2 trained the
+same rows on every replica, in DP optimiser steps per rollout batch instead of one. The
+trainer instead scores and computes advantages on the whole gathered batch (twin votes and
+group statistics need every row), then gives rank r the contiguous rows
+[r B/DP, (r + 1) B/DP): each row is trained exactly once per step, and
+``fit``'s split then yields B / global_batch_size optimiser steps (one with the default
+global_batch_size = rollouts per step).
+
+The loss weights of each optimiser step are computed once on that step's global rows
+(``nemo_coreward.rl.token_weights``), so whatever the micro-batching and DP split, every
+optimiser step minimises exactly the configured aggregate over its global batch.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from nemo_coreward.rl import token_weights
+
+__all__ = ["loss_mask", "optimizer_step_of_rows", "shard_rows", "step_loss_weights"]
+
+
+def _check(num_rows: int, dp_size: int) -> int:
+    if dp_size < 1 or num_rows % dp_size:
+        raise ValueError(f"{num_rows} rollouts cannot be split evenly over {dp_size} "
+                         "data-parallel ranks")
+    return num_rows // dp_size
+
+
+def shard_rows(num_rows: int, dp_rank: int, dp_size: int) -> Tensor:
+    """Indices (num_rows / dp_size,) long of the gathered batch's rows rank ``dp_rank`` trains."""
+    per_rank = _check(num_rows, dp_size)
+    if not 0 <= dp_rank < dp_size:
+        raise ValueError(f"data-parallel rank {dp_rank} outside [0, {dp_size})")
+    return torch.arange(dp_rank * per_rank, (dp_rank + 1) * per_rank)
+
+
+def optimizer_step_of_rows(num_rows: int, dp_size: int, global_batch_size: int) -> Tensor:
+    """(num_rows,) long: the optimiser step (0, 1, ...) of the rollout batch each gathered
+    row is trained in, given ``shard_rows`` and ``fit``'s in-order split of each rank's rows
+    into pieces of global_batch_size / dp_size (NeMo's ``get_iterator_k_split``)."""
+    per_rank = _check(num_rows, dp_size)
+    per_step = _check(global_batch_size, dp_size)
+    if per_rank % per_step:
+        raise ValueError(f"{num_rows} rollouts are not a whole number of optimiser steps of "
+                         f"model.global_batch_size {global_batch_size}")
+    return (torch.arange(num_rows) % per_rank) // per_step
+
+
+def loss_mask(mask: Tensor, is_end: Tensor, truncated: str) -> Tensor:
+    """The response mask (B, T) the loss uses: "keep" trains truncated responses (is_end
+    False, no end token) like any other; "mask" leaves them out of the loss (weight 0, and
+    out of every denominator)."""
+    if truncated == "keep":
+        return mask
+    if truncated == "mask":
+        return mask * is_end.to(mask.dtype).view(-1, 1)
+    raise ValueError(f"truncated {truncated!r} unknown; valid: keep, mask")
+
+
+def step_loss_weights(mask: Tensor, agg: str, sides: Tensor, step_of_row: Tensor) -> Tensor:
+    """Per-token loss weights (B, T) float32 of the gathered batch: ``token_weights`` of
+    each optimiser step's rows (mask (B, T), sides and step_of_row (B,))."""
+    weights = torch.zeros(mask.shape, dtype=torch.float64, device=mask.device)
+    for step in torch.unique(step_of_row).tolist():
+        rows = (step_of_row == step).nonzero().squeeze(1).to(mask.device)
+        weights[rows] = token_weights(mask[rows], agg, sides[rows].to(mask.device))
+    return weights.float()
