@@ -283,8 +283,9 @@ def check_batch_layout(pairs_per_step: int, num_sides: int, rollouts_per_prompt:
     call (it sizes the TensorRT-LLM engine), and a call holds whole pairs, so it must be a
     multiple of the sides per pair. ``pairs_per_step`` (``num_rollout_samples``) counts
     pairs. A step rolls out pairs x sides x rollouts_per_prompt sequences; every DP rank
-    holds them all for the log-prob pass (in micro-batches of ``forward_micro_batch_size``)
-    and NeMo-Aligner splits them into optimiser steps of ``model.global_batch_size``.
+    scores them all, then computes log-probs of and trains on its 1/DP share (in
+    micro-batches of ``forward_micro_batch_size``), in optimiser steps of
+    ``model.global_batch_size``.
     """
     rollouts = pairs_per_step * num_sides * rollouts_per_prompt
     pairs_per_call = rollout_micro_batch_size // num_sides
@@ -295,9 +296,10 @@ def check_batch_layout(pairs_per_step: int, num_sides: int, rollouts_per_prompt:
         (pairs_per_call > 0 and pairs_per_step % (pairs_per_call * dp_size) == 0,
          f"model.grpo.num_rollout_samples ({pairs_per_step} pairs) must be a multiple of pairs "
          f"per generation call x data-parallel size ({pairs_per_call} x {dp_size})"),
-        (rollouts % forward_micro_batch_size == 0,
+        (rollouts % (forward_micro_batch_size * dp_size) == 0,
          f"rollouts per step ({rollouts}) must be a multiple of "
-         f"model.grpo.forward_micro_batch_size ({forward_micro_batch_size})"),
+         f"model.grpo.forward_micro_batch_size ({forward_micro_batch_size}) x data-parallel "
+         f"size ({dp_size}): each DP rank computes log-probs of its share"),
         (rollouts % model_gbs == 0,
          f"rollouts per step ({pairs_per_step} pairs x {num_sides} sides x "
          f"{rollouts_per_prompt} rollouts = {rollouts}) must be a multiple of "
