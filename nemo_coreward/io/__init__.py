@@ -13,6 +13,7 @@ from nemo_coreward.io.jsonl import (
     cut_torn_tail,
     dumps_line,
     loads_line,
+    parse_jsonl,
     read_jsonl,
     repair_text,
     write_jsonl,
@@ -20,6 +21,7 @@ from nemo_coreward.io.jsonl import (
 
 __all__ = [
     "JsonlAppender", "JsonlError", "JsonlRows", "append_jsonl", "atomic_file", "atomic_write",
-    "cut_after", "cut_torn_tail", "dumps_line", "fsync_dir", "loads_line", "read_jsonl",
+    "cut_after", "cut_torn_tail", "dumps_line", "fsync_dir", "loads_line", "parse_jsonl",
+    "read_jsonl",
     "repair_text", "write_jsonl",
 ]

@@ -86,13 +86,15 @@ def dumps_line(row: Any) -> str:
 @dataclass
 class JsonlRows:
     """What ``read_jsonl`` found: the rows, each row's line number, how many lines had
-    invalid Unicode repaired, and the line number of a skipped torn last line."""
+    invalid Unicode repaired, the line number of a skipped torn last line and, with
+    ``skip_bad``, the bad lines skipped."""
 
     path: Path
     rows: list[Any] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     repaired: int = 0
     torn_line: int | None = None
+    skipped: list[str] = field(default_factory=list)  # messages of bad lines (skip_bad)
     good_bytes: int = 0  # length of the file up to and including the last good line
 
     def __iter__(self) -> Iterator[Any]:
@@ -106,55 +108,63 @@ def _warn(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def read_jsonl(path: str | os.PathLike, *, objects: bool = True,
+def read_jsonl(path: str | os.PathLike, *, objects: bool = True, skip_bad: bool = False,
                warn: Callable[[str], None] | None = _warn) -> JsonlRows:
     """Every row of ``path`` (none when it does not exist), by the policy above.
 
     ``objects``: each row must be a JSON object (``JsonlError`` names the line otherwise).
-    Blank lines are skipped. ``warn`` receives the one-line notices (torn line, repaired
-    text); ``None`` silences them.
+    ``skip_bad``: a bad line is recorded in ``skipped`` (its one-line message) instead of
+    raising. Blank lines are skipped. ``warn`` receives the one-line notices (torn line,
+    repaired text); ``None`` silences them.
     """
     path = Path(path)
-    found = JsonlRows(path)
     if not path.is_file():
-        return found
-    data = path.read_bytes()
+        return JsonlRows(path)
+    return parse_jsonl(path.read_bytes(), path, objects=objects, skip_bad=skip_bad, warn=warn)
+
+
+def parse_jsonl(data: bytes, name: str | os.PathLike, *, objects: bool = True,
+                skip_bad: bool = False,
+                warn: Callable[[str], None] | None = _warn) -> JsonlRows:
+    """``read_jsonl`` on bytes already read (standard input); ``name`` is used in messages."""
+    found = JsonlRows(Path(name))
     raw_lines = data.splitlines(keepends=True)
     offset = 0
     for lineno, raw in enumerate(raw_lines, start=1):
         last = lineno == len(raw_lines)
-        terminated = raw.endswith(b"\n")
         try:
             text = raw.decode("utf-8")
             bad_bytes = False
         except UnicodeDecodeError:
             text, bad_bytes = raw.decode("utf-8", errors="replace"), True
-        if not text.strip():
-            offset += len(raw)
-            found.good_bytes = offset
-            continue
-        try:
-            row, repaired = loads_line(text)
-        except json.JSONDecodeError as exc:
-            if last and not terminated:
-                found.torn_line = lineno
-                if warn is not None:
-                    warn(f"{path}:{lineno}: skipping a torn last line ({len(raw)} bytes; "
-                         "a write was cut off)")
-                break
-            raise JsonlError(f"{path}:{lineno}: not valid JSON ({exc.msg}, column "
-                             f"{exc.colno}); fix or remove that line") from None
-        if objects and not isinstance(row, dict):
-            raise JsonlError(f"{path}:{lineno}: expected a JSON object, got "
-                             f"{type(row).__name__}; fix or remove that line")
-        if repaired or bad_bytes:
-            found.repaired += 1
-        found.rows.append(row)
-        found.lines.append(lineno)
+        problem = None
+        if text.strip():
+            try:
+                row, repaired = loads_line(text)
+            except json.JSONDecodeError as exc:
+                if last and not raw.endswith(b"\n"):
+                    found.torn_line = lineno
+                    if warn is not None:
+                        warn(f"{name}:{lineno}: skipping a torn last line ({len(raw)} bytes; "
+                             "a write was cut off)")
+                    break
+                problem = f"not valid JSON ({exc.msg}, column {exc.colno})"
+            else:
+                if objects and not isinstance(row, dict):
+                    problem = f"expected a JSON object, got {type(row).__name__}"
+            if problem is not None:
+                message = f"{name}:{lineno}: {problem}"
+                if not skip_bad:
+                    raise JsonlError(f"{message}; fix or remove that line")
+                found.skipped.append(message)
+            else:
+                found.repaired += bool(repaired or bad_bytes)
+                found.rows.append(row)
+                found.lines.append(lineno)
         offset += len(raw)
         found.good_bytes = offset
     if found.repaired and warn is not None:
-        warn(f"{path}: {found.repaired} line(s) held text that is not valid Unicode; "
+        warn(f"{name}: {found.repaired} line(s) held text that is not valid Unicode; "
              "replaced with U+FFFD")
     return found
 

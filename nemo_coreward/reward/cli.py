@@ -6,7 +6,11 @@ original, 1..k = rephrasings), ``response``, optional ``ground_truth``,
 the Co-rewarding-II label rollouts). Output: one line per input line, in order, with
 ``pair_id``, ``side``, ``answer``, ``label`` and ``reward`` (``null`` for teacher lines).
 Everything is read and checked before anything is written, and the output is written
-to a temporary file and renamed, so a bad line never leaves a half-written file.
+atomically (``nemo_coreward.io``), so a bad line never leaves a half-written file. Input is
+read by the shared JSONL reader: a torn last line is skipped with a warning, and text that
+is not valid Unicode (bad UTF-8, an escaped lone surrogate) is replaced with U+FFFD and
+counted (``repaired_lines``), so such text never loses the scores already computed. Bad
+input ends in one line naming the file and line, exit status 2.
 """
 from __future__ import annotations
 
@@ -15,11 +19,19 @@ import json
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from nemo_coreward.answers import FALLBACKS, MODES
+from nemo_coreward.io.atomic import atomic_write
+from nemo_coreward.io.jsonl import (
+    JsonlError,
+    JsonlRows,
+    dumps_line,
+    parse_jsonl,
+    read_jsonl,
+    write_jsonl,
+)
 from nemo_coreward.reward.rewards import REWARDS
 from nemo_coreward.reward.scoring import RewardConfig, score_rollouts
 from nemo_coreward.reward.types import Rollout
@@ -31,78 +43,63 @@ class BadLine(ValueError):
 
 @dataclass(frozen=True)
 class InputLine:
-    number: int
+    where: str
     rollout: Rollout
     teacher: bool
 
 
-def _optional_float(obj: dict[str, Any], key: str, number: int) -> float | None:
+def _optional_float(obj: dict[str, Any], key: str, where: str) -> float | None:
     value = obj.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadLine(f"line {number}: {key!r} must be a finite number, got {value!r}")
+        raise BadLine(f"{where}: {key!r} must be a finite number, got {value!r}")
     return float(value)
 
 
-def parse_line(text: str, number: int) -> InputLine:
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise BadLine(f"line {number}: not valid JSON ({e.msg} at column {e.colno})") from None
+def parse_row(obj: Any, where: str) -> InputLine:
+    """One rollout from a parsed input line; ``where`` ("file:line") starts any error."""
     if not isinstance(obj, dict):
-        raise BadLine(f"line {number}: expected a JSON object, got {type(obj).__name__}")
+        raise BadLine(f"{where}: expected a JSON object, got {type(obj).__name__}")
     for key in ("pair_id", "side", "response"):
         if key not in obj:
-            raise BadLine(f"line {number}: missing key {key!r}")
+            raise BadLine(f"{where}: missing key {key!r}")
     pair_id, side, response = obj["pair_id"], obj["side"], obj["response"]
     if isinstance(pair_id, bool) or not isinstance(pair_id, (str, int)):
-        raise BadLine(f"line {number}: 'pair_id' must be a string or an integer, got {pair_id!r}")
+        raise BadLine(f"{where}: 'pair_id' must be a string or an integer, got {pair_id!r}")
     if isinstance(side, bool) or not isinstance(side, int) or side < 0:
-        raise BadLine(f"line {number}: 'side' must be an integer >= 0, got {side!r}")
+        raise BadLine(f"{where}: 'side' must be an integer >= 0, got {side!r}")
     if not isinstance(response, str):
-        raise BadLine(f"line {number}: 'response' must be a string, got {type(response).__name__}")
+        raise BadLine(f"{where}: 'response' must be a string, got {type(response).__name__}")
     gt = obj.get("ground_truth")
     if gt is not None and not isinstance(gt, (str, int, float)):
-        raise BadLine(f"line {number}: 'ground_truth' must be a string or a number, got {gt!r}")
+        raise BadLine(f"{where}: 'ground_truth' must be a string or a number, got {gt!r}")
     role = obj.get("role", "policy")
     if role not in ("policy", "teacher"):
-        raise BadLine(f"line {number}: 'role' must be 'policy' or 'teacher', got {role!r}")
+        raise BadLine(f"{where}: 'role' must be 'policy' or 'teacher', got {role!r}")
     rollout = Rollout(
         pair_id=pair_id,
         side=side,
         response=response,
         ground_truth=None if gt is None else str(gt),
-        self_certainty=_optional_float(obj, "self_certainty", number),
-        entropy=_optional_float(obj, "entropy", number),
+        self_certainty=_optional_float(obj, "self_certainty", where),
+        entropy=_optional_float(obj, "entropy", where),
     )
-    return InputLine(number, rollout, role == "teacher")
+    return InputLine(where, rollout, role == "teacher")
 
 
-def read_lines(lines: Iterable[str], skip_bad: bool) -> tuple[list[InputLine], list[str]]:
-    parsed, skipped = [], []
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
+def read_input(found: JsonlRows, skip_bad: bool) -> tuple[list[InputLine], list[str]]:
+    """Rollouts of the lines the shared JSONL reader returned; bad rows raise ``BadLine``
+    or, with ``skip_bad``, are counted with the reader's own skipped lines."""
+    parsed, skipped = [], list(found.skipped)
+    for obj, number in zip(found.rows, found.lines):
         try:
-            parsed.append(parse_line(text, number))
+            parsed.append(parse_row(obj, f"{found.path}:{number}"))
         except BadLine as e:
             if not skip_bad:
                 raise
             skipped.append(str(e))
     return parsed, skipped
-
-
-def _write_atomic(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".coreward-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def main(argv: list[str]) -> int:
@@ -120,18 +117,20 @@ def main(argv: list[str]) -> int:
 
     try:
         if args.rollouts == "-":
-            lines, skipped = read_lines(sys.stdin, args.skip_bad)
+            found = parse_jsonl(sys.stdin.buffer.read(), "<stdin>", objects=False,
+                                skip_bad=args.skip_bad)
+        elif not os.path.isfile(args.rollouts):
+            raise FileNotFoundError(f"{args.rollouts}: no such file")
         else:
-            with open(args.rollouts, encoding="utf-8", errors="strict") as f:
-                lines, skipped = read_lines(f, args.skip_bad)
+            found = read_jsonl(args.rollouts, objects=False, skip_bad=args.skip_bad)
+        lines, skipped = read_input(found, args.skip_bad)
         config = RewardConfig(args.reward, args.equivalence, tuple(args.fallback), args.timeout)
         policy = [x.rollout for x in lines if not x.teacher]
         teacher = [x.rollout for x in lines if x.teacher]
         scored = score_rollouts(policy, config, teacher=teacher or None)
-    except (BadLine, ValueError, UnicodeDecodeError, OSError) as e:
-        where = "" if isinstance(e, BadLine) or args.rollouts == "-" else f"{args.rollouts}: "
-        print(f"coreward score: {where}{e}", file=sys.stderr)
-        return 1
+    except (BadLine, JsonlError, ValueError, OSError) as e:
+        print(f"coreward score: {e}", file=sys.stderr)
+        return 2
 
     out_rows, scores = [], iter(scored.scores)
     for x in lines:
@@ -144,19 +143,21 @@ def main(argv: list[str]) -> int:
                    "reward": s.reward}
             if s.failure:
                 row["failure"] = s.failure
-        out_rows.append(json.dumps(row, ensure_ascii=False))
-    text = "".join(line + "\n" for line in out_rows)
-    metrics = dict(scored.metrics, skipped_lines=float(len(skipped)))
+        out_rows.append(row)
+    metrics = dict(scored.metrics, skipped_lines=float(len(skipped)),
+                   repaired_lines=float(found.repaired))
     if args.out == "-":
-        sys.stdout.write(text)
+        sys.stdout.write("".join(dumps_line(row) for row in out_rows))
     else:
-        _write_atomic(args.out, text)
+        write_jsonl(args.out, out_rows)
     if args.metrics:
-        _write_atomic(args.metrics, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        atomic_write(args.metrics, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     for msg in skipped:
         print(f"coreward score: skipped {msg}", file=sys.stderr)
-    summary = ", ".join(f"{k}={metrics[k]:.3f}" for k in ("reward_mean", "majority_ratio", "twin_agreement")
+    summary = ", ".join(f"{k}={metrics[k]:.3f}"
+                        for k in ("reward_mean", "majority_ratio", "twin_agreement")
                         if k in metrics)
     print(f"coreward score: {len(scored.scores)} rollouts scored with {args.reward} "
-          f"({args.equivalence}); {summary}; {len(skipped)} lines skipped", file=sys.stderr)
+          f"({args.equivalence}); {summary}; {len(skipped)} lines skipped, "
+          f"{found.repaired} with invalid Unicode repaired", file=sys.stderr)
     return 0
