@@ -202,6 +202,23 @@ def summary_table(runs: Sequence[Run], alarms: dict[str, AlarmResult]) -> str:
     return "\n".join(lines)
 
 
+def alarm_rules_text(alarm: AlarmConfig) -> str:
+    """The alarm's rules with this report's thresholds, in words."""
+    rules = {
+        "drop": f"**drop**: an accuracy ({', '.join(alarm.accuracy_keys)}) at least "
+                f"{alarm.accuracy_drop:.2f} below its peak while {alarm.majority_key} rose at "
+                f"least {alarm.majority_rise:.2f} since that peak",
+        "gap": f"**gap**: {alarm.majority_key} at least {alarm.gap:.2f} above an accuracy, the "
+               f"gap {alarm.gap_rise:.2f} wider than its smallest earlier value while "
+               f"{alarm.majority_key} rose at least {alarm.majority_rise:.2f}",
+        "split": f"**split** (label-free): {alarm.majority_key} at least {alarm.split:.2f} "
+                 f"above {alarm.twin_key}",
+    }
+    chosen = "; ".join(rules[r] for r in alarm.rules)
+    return (f"Rules, over {alarm.window}-step means, each holding at {alarm.patience} points "
+            f"in a row: {chosen}.")
+
+
 def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path,
                  alarm: AlarmConfig = AlarmConfig(), smooth: int = 1,
                  title: str = "Training report") -> Path:
@@ -215,10 +232,7 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path,
     alarms = {run.label: collapse_alarm(run.alarm_rows(), alarm) for run in runs}
     drawn = [p for p in PANELS if plot_panel(p, runs, out / f"{p.name}.png", alarms, smooth)]
     md = [f"# {title}", "", summary_table(runs, alarms), "", "## Collapse alarm", "",
-          (f"Rule: smoothed over {alarm.window} steps, an accuracy "
-           f"({', '.join(alarm.accuracy_keys)}) at least {alarm.accuracy_drop:.2f} below its "
-           f"peak while {alarm.majority_key} rose at least {alarm.majority_rise:.2f} since "
-           f"that peak, for {alarm.patience} evaluation steps in a row."), ""]
+          alarm_rules_text(alarm), ""]
     md += [f"- {run.label}: {alarms[run.label].summary()}" for run in runs]
     md += ["", "## Curves", ""]
     md += [f"![{p.title}]({p.name}.png)\n" for p in drawn]

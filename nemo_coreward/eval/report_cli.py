@@ -23,6 +23,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--alarm-window", type=int, default=d.window)
     p.add_argument("--alarm-accuracy-drop", type=float, default=d.accuracy_drop)
     p.add_argument("--alarm-majority-rise", type=float, default=d.majority_rise)
+    p.add_argument("--alarm-gap", type=float, default=d.gap)
+    p.add_argument("--alarm-gap-rise", type=float, default=d.gap_rise)
+    p.add_argument("--alarm-split", type=float, default=d.split)
+    p.add_argument("--alarm-rules", default=",".join(d.rules),
+                   help="comma-separated subset of drop,gap,split (docs/evaluation.md)")
     p.add_argument("--alarm-patience", type=int, default=d.patience)
     p.add_argument("--fail-on-alarm", action="store_true")
     return p
@@ -37,7 +42,10 @@ def main(argv: list[str]) -> int:
         if args.smooth < 1:
             raise ValueError(f"--smooth must be >= 1, got {args.smooth}")
         alarm = AlarmConfig(window=args.alarm_window, accuracy_drop=args.alarm_accuracy_drop,
-                            majority_rise=args.alarm_majority_rise, patience=args.alarm_patience)
+                            majority_rise=args.alarm_majority_rise, gap=args.alarm_gap,
+                            gap_rise=args.alarm_gap_rise, split=args.alarm_split,
+                            rules=tuple(r for r in args.alarm_rules.split(",") if r),
+                            patience=args.alarm_patience)
         page = write_report(args.runs, args.out, alarm, smooth=args.smooth, title=args.title)
     except (ValueError, FileNotFoundError) as exc:
         print(f"coreward report: {exc}", file=sys.stderr)

@@ -1,32 +1,43 @@
-"""The collapse alarm: majority ratio rising while accuracy falls.
+"""The collapse alarm: consensus that outgrows correctness.
 
 Label-free rewards fail by collapse: the policy learns to agree with itself on a wrong
 answer. Reward and majority ratio then keep rising while accuracy (held-out, or of the
-pseudo labels against the known answers) falls. Neither signal alone shows it: majority
-ratio also rises when a model genuinely learns, and accuracy is noisy. Together they do,
-which is what the Co-Reward paper's collapse figures show for self-rewarding baselines.
+pseudo labels against the known answers) falls or stays where it was. Neither signal alone
+shows it: majority ratio also rises when a model genuinely learns, and accuracy is noisy.
+Together they do. Three rules, each over smoothed series (``rules`` picks which run):
 
-The rule, for one accuracy series ``a`` and the majority-ratio series ``m`` (both given as
-metric rows, each with a ``step``):
+- ``drop``: accuracy falls from its peak while the majority ratio rises since that peak.
+- ``gap``: the majority ratio exceeds accuracy by at least ``gap``, and that gap has widened
+  by at least ``gap_rise`` since its smallest earlier value while the majority ratio rose by
+  at least ``majority_rise``: self-agreement grew faster than correctness, with no fall
+  needed (a plateau of coin-flip labels under rising consensus).
+- ``split``: needs no known answer. The majority ratio within each phrasing exceeds the
+  agreement across phrasings (``twin_agreement``: the share of pairs whose question and
+  rephrasing have the same majority answer) by at least ``split``. A model that is right is
+  right on both phrasings; one that is consistent on each phrasing but says different
+  things on the two is consistent without being correct, which only twins can reveal.
 
-1. Smooth: ``A(s)`` is the mean of the ``a`` points with step in ``(s - window, s]``
-   (the latest point at or before ``s`` when none fall in the window, so a held-out
-   accuracy evaluated every few steps is smoothed no further); ``M(s)`` likewise.
-2. At each step ``s`` where ``a`` has a point (after ``min_points`` of them), let ``p`` be
-   the earlier such step with the highest ``A`` (the first one on ties).
-3. The condition holds at ``s`` when ``A(p) - A(s) >= accuracy_drop`` and
-   ``M(s) - M(p) >= majority_rise``: accuracy fell from its peak while the majority ratio
-   rose over the same stretch. A peak before the first majority-ratio point (held-out
-   accuracy measured before training, at step 0) is compared with ``M`` over the first
-   ``window`` steps that have one: the run's starting consensus.
-4. The alarm fires at the first step where the condition has held at ``patience``
-   consecutive evaluation steps of that series. Several accuracy series are checked
-   independently; the earliest firing wins.
+Smoothing, for a series ``a`` given as metric rows (each with a ``step``): ``A(s)`` is the
+mean of the ``a`` points with step in ``(s - window, s]`` (the latest point at or before ``s``
+when none fall in the window, so a held-out accuracy evaluated every few steps is smoothed
+no further); ``M(s)`` likewise for the majority ratio. A point before the first
+majority-ratio point (held-out accuracy measured before training, at step 0) is compared
+with ``M`` over the first ``window`` steps that have one: the run's starting consensus.
+
+The ``drop`` rule in full, for one accuracy series: at each step ``s`` where ``a`` has a point
+(after ``min_points`` of them), let ``p`` be the earlier such step with the highest ``A`` (the
+first one on ties); the condition holds at ``s`` when ``A(p) - A(s) >= accuracy_drop`` and
+``M(s) - M(p) >= majority_rise``. The ``gap`` rule checks ``G(s) = M(s) - A(s) >= gap``,
+``G(s) - G(q) >= gap_rise`` and ``M(s) - M(q) >= majority_rise`` at the same steps, ``q`` the
+earlier point with the smallest ``G`` (the first on ties); ``split`` checks
+``M(s) - T(s) >= split`` at the steps with a twin-agreement point. Every rule fires at the
+first step where its condition has held at ``patience`` consecutive points of its series;
+each series is checked on its own and the earliest firing wins.
 
 Differences in absolute units (accuracies and ratios are in [0, 1]). Missing series are
-skipped: no majority ratio, or no accuracy series with enough points, means no alarm and a
-reason saying why. Pure function over plain numbers: both trainers call it after each
-step on their own metric rows (``AlarmWatch``) to stop early, and the report calls it on
+skipped: no majority ratio, or no series with enough points, means no alarm and a reason
+saying why. Pure function over plain numbers: both trainers call it after each step on
+their own metric rows (``AlarmWatch``) to stop early, and the report calls it on
 ``metrics.jsonl`` (``read_rows``).
 """
 from __future__ import annotations
@@ -41,46 +52,68 @@ from pathlib import Path
 Series = list[tuple[int, float]]
 
 
+RULES = ("drop", "gap", "split")
+
+
 @dataclass(frozen=True)
 class AlarmConfig:
     """Windows and thresholds of the collapse alarm (see the module docstring).
 
     Defaults are set for the CPU runs' noise: pseudo-label accuracy over 8-16 groups per
-    step moves by ~0.1 from step to step, so a 5-step mean and 0.1 thresholds held for 2
-    evaluation steps do not fire on noise around a flat line, yet catch a drop of 0.15 or
-    more within a few steps. Scale ``window`` with the run's length.
+    step moves by ~0.1 from step to step, and twin agreement over 8 pairs by 0.125, so a
+    5-step mean held for 2 points does not fire on noise around a flat line. ``gap`` 0.15 and
+    ``gap_rise`` 0.20 stay above the honest runs of docs/results.md, whose consensus and
+    label accuracy rose together (gap within 0.07); ``split`` 0.5 stays above their largest
+    within-phrasing versus across-phrasing difference (about 0.40). Scale ``window`` with
+    the run's length.
     """
 
     majority_key: str = "majority_ratio"
     accuracy_keys: tuple[str, ...] = ("heldout_accuracy", "pseudo_label_accuracy")
+    twin_key: str = "twin_agreement"
+    rules: tuple[str, ...] = RULES
     window: int = 5
     accuracy_drop: float = 0.10
     majority_rise: float = 0.10
+    gap: float = 0.15
+    gap_rise: float = 0.20
+    split: float = 0.50
     patience: int = 2
     min_points: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "accuracy_keys", tuple(self.accuracy_keys))
+        object.__setattr__(self, "rules", tuple(self.rules))
         if self.window < 1:
             raise ValueError(f"alarm.window must be >= 1, got {self.window}")
         if self.patience < 1:
             raise ValueError(f"alarm.patience must be >= 1, got {self.patience}")
         if self.min_points < 2:
             raise ValueError(f"alarm.min_points must be >= 2, got {self.min_points}")
-        for name in ("accuracy_drop", "majority_rise"):
+        for name in ("accuracy_drop", "majority_rise", "gap", "gap_rise", "split"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ValueError(f"alarm.{name} must be in [0, 1], got {value}")
         if not self.accuracy_keys:
             raise ValueError("alarm.accuracy_keys must name at least one metric")
+        unknown = [r for r in self.rules if r not in RULES]
+        if unknown:
+            raise ValueError(f"alarm.rules: unknown rule {unknown[0]!r}; valid: {', '.join(RULES)}")
 
 
 @dataclass(frozen=True)
 class AlarmResult:
-    """Whether (and where) the alarm fired, with the numbers behind the verdict."""
+    """Whether (and where) the alarm fired, with the numbers behind the verdict.
+
+    ``rule`` says which rule fired; ``accuracy_key`` names the series compared with the
+    majority ratio (an accuracy, or the twin agreement for ``split``); ``peak_step`` is its
+    reference point (the accuracy peak for ``drop``, the smallest gap for ``gap``, none for
+    ``split``), with both series' smoothed values there and now.
+    """
 
     fired: bool
     step: int | None = None
+    rule: str | None = None
     accuracy_key: str | None = None
     peak_step: int | None = None
     accuracy_peak: float | None = None
@@ -93,8 +126,19 @@ class AlarmResult:
     def summary(self) -> str:
         if not self.fired:
             return f"no collapse alarm ({self.reason})"
-        return (
-            f"COLLAPSE ALARM at step {self.step}: {self.accuracy_key} fell "
+        head = f"COLLAPSE ALARM at step {self.step} ({self.rule}): "
+        if self.rule == "split":
+            return head + (
+                f"majority_ratio {self.majority_now:.3f} within each phrasing but "
+                f"{self.accuracy_key} {self.accuracy_now:.3f} across phrasings: consistent "
+                "without agreeing with its twins")
+        if self.rule == "gap":
+            return head + (
+                f"majority_ratio {self.majority_at_peak:.3f} -> {self.majority_now:.3f} while "
+                f"{self.accuracy_key} {self.accuracy_peak:.3f} -> {self.accuracy_now:.3f} since "
+                f"step {self.peak_step}: self-agreement outgrew correctness")
+        return head + (
+            f"{self.accuracy_key} fell "
             f"{self.accuracy_peak:.3f} -> {self.accuracy_now:.3f} since step {self.peak_step} "
             f"while majority_ratio rose {self.majority_at_peak:.3f} -> {self.majority_now:.3f}"
         )
@@ -155,23 +199,29 @@ def _smoothed(steps: list[int], points: Series, step: int, window: int) -> float
     return points[hi - 1][1] if hi else None
 
 
-def _check_one(acc: Series, maj: Series, key: str, cfg: AlarmConfig) -> AlarmResult | None:
+class _Majority:
+    """The smoothed majority ratio at any step; before its first point, the mean over its
+    first ``window`` steps (the run's starting consensus, for accuracy measured at step 0)."""
+
+    def __init__(self, maj: Series, window: int) -> None:
+        self.maj, self.steps, self.window = maj, [s for s, _ in maj], window
+        self.first = _smoothed(self.steps, maj, self.steps[0] + window - 1, window)
+
+    def at(self, step: int) -> float | None:
+        value = _smoothed(self.steps, self.maj, step, self.window)
+        return self.first if value is None else value
+
+
+def _check_drop(acc: Series, maj: _Majority, key: str, cfg: AlarmConfig) -> AlarmResult | None:
     """One pass over the accuracy points, the running peak kept as it goes, so the trainer
     can afford to re-check the whole run after every step."""
-    steps, maj_steps = [s for s, _ in acc], [s for s, _ in maj]
+    steps = [s for s, _ in acc]
     smooth_acc = [_smoothed(steps, acc, s, cfg.window) for s in steps]
-
-    def smooth_maj(step: int) -> float | None:
-        return _smoothed(maj_steps, maj, step, cfg.window)
-
-    first_maj = smooth_maj(maj_steps[0] + cfg.window - 1)
     held, best = 0, 0  # best: index of the highest smoothed accuracy so far (first on ties)
     for i in range(1, len(steps)):
         if i >= cfg.min_points - 1:
             now, peak = steps[i], steps[best]
-            m_now, m_peak = smooth_maj(now), smooth_maj(peak)
-            if m_peak is None:  # accuracy measured before the first rollout (step 0)
-                m_peak = first_maj
+            m_now, m_peak = maj.at(now), maj.at(peak)
             if m_now is None or m_peak is None:
                 held = 0
             else:
@@ -180,7 +230,7 @@ def _check_one(acc: Series, maj: Series, key: str, cfg: AlarmConfig) -> AlarmRes
                 held = held + 1 if (dropped and rose) else 0
                 if held >= cfg.patience:
                     return AlarmResult(
-                        fired=True, step=now, accuracy_key=key, peak_step=peak,
+                        fired=True, step=now, rule="drop", accuracy_key=key, peak_step=peak,
                         accuracy_peak=smooth_acc[best], accuracy_now=smooth_acc[i],
                         majority_at_peak=m_peak, majority_now=m_now,
                         reason=f"{key} dropped while {cfg.majority_key} rose",
@@ -190,20 +240,60 @@ def _check_one(acc: Series, maj: Series, key: str, cfg: AlarmConfig) -> AlarmRes
     return None
 
 
+def _check_gap(other: Series, maj: _Majority, key: str, cfg: AlarmConfig, rule: str,
+               threshold: float, rise: float | None) -> AlarmResult | None:
+    """``M(s) - X(s) >= threshold`` (and, with ``rise``, at least ``rise`` above the smallest
+    earlier difference) at ``patience`` consecutive points of ``X``; one pass."""
+    steps = [s for s, _ in other]
+    gaps: list[float | None] = []
+    held, low = 0, None  # low: index of the smallest difference so far
+    for i, now in enumerate(steps):
+        x_now, m_now = _smoothed(steps, other, now, cfg.window), maj.at(now)
+        gap = None if m_now is None or x_now is None else m_now - x_now
+        gaps.append(gap)
+        ok = gap is not None and i >= cfg.min_points - 1 and gap >= threshold - 1e-12
+        if ok and rise is not None:  # widened, and by consensus rising, not accuracy falling
+            ok = (low is not None and gap - gaps[low] >= rise - 1e-12  # type: ignore[operator]
+                  and m_now - maj.at(steps[low]) >= cfg.majority_rise - 1e-12)  # type: ignore
+        held = held + 1 if ok else 0
+        if held >= cfg.patience:
+            base = steps[low] if rise is not None and low is not None else None
+            return AlarmResult(
+                fired=True, step=now, rule=rule, accuracy_key=key, peak_step=base,
+                accuracy_peak=None if base is None else _smoothed(steps, other, base, cfg.window),
+                accuracy_now=x_now, majority_at_peak=None if base is None else maj.at(base),
+                majority_now=m_now, reason=f"{cfg.majority_key} outgrew {key}",
+            )
+        if gap is not None and (low is None or gap < gaps[low]):  # type: ignore[operator]
+            low = i
+    return None
+
+
 def collapse_alarm(
     rows: Sequence[Mapping[str, object]], config: AlarmConfig = AlarmConfig()
 ) -> AlarmResult:
     """Check metric rows (``metrics.jsonl`` objects, each with ``step``) for collapse."""
-    maj = series(rows, config.majority_key)
-    if not maj:
+    points = series(rows, config.majority_key)
+    if not points:
         return AlarmResult(fired=False, reason=f"no {config.majority_key} series")
+    maj = _Majority(points, config.window)
+    checks = []  # (rule, key): every rule over every series it reads
+    checks += [(rule, key) for rule in ("drop", "gap") if rule in config.rules
+               for key in config.accuracy_keys]
+    if "split" in config.rules:
+        checks.append(("split", config.twin_key))
     checked, fired = [], []
-    for key in config.accuracy_keys:
-        acc = series(rows, key)
-        if len(acc) < config.min_points:
+    for rule, key in checks:
+        other = series(rows, key)
+        if len(other) < config.min_points:
             continue
-        checked.append(key)
-        result = _check_one(acc, maj, key, config)
+        checked.append(f"{rule}:{key}")
+        if rule == "drop":
+            result = _check_drop(other, maj, key, config)
+        elif rule == "gap":
+            result = _check_gap(other, maj, key, config, rule, config.gap, config.gap_rise)
+        else:
+            result = _check_gap(other, maj, key, config, rule, config.split, None)
         if result is not None:
             fired.append(result)
     if fired:
@@ -212,8 +302,8 @@ def collapse_alarm(
     if not checked:
         return AlarmResult(
             fired=False,
-            reason=f"no accuracy series with >= {config.min_points} points "
-            f"(looked for {', '.join(config.accuracy_keys)})",
+            reason=f"no series with >= {config.min_points} points "
+            f"(looked for {', '.join(dict.fromkeys(k for _, k in checks))})",
         )
     return AlarmResult(fired=False, reason=f"checked {', '.join(checked)}", checked=tuple(checked))
 

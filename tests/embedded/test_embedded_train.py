@@ -229,10 +229,42 @@ def test_without_alarm_stop_the_alarm_only_warns(tiny_model_dir, tmp_path):
     assert json.loads((result.run_dir / "alarm.json").read_text())["stopped"] is False
 
 
-def test_a_run_that_does_not_collapse_raises_no_alarm(tiny_model_dir, tmp_path):
-    result = train(_cfg(tiny_model_dir, tmp_path, "eval.enabled=false"), echo=lambda _: None)
-    assert not result.alarm.fired and not result.stopped_early
-    assert not (result.run_dir / "alarm.json").exists()
+# Per-step batch metrics laid over the tiny model's own (which carry no signal): a run whose
+# consensus outgrows its twins and its labels, and one whose twins and labels keep up.
+COLLAPSING = {"majority_ratio": [0.4, 0.6, 0.8, 0.9], "twin_agreement": [0.3, 0.2, 0.2, 0.1],
+              "pseudo_label_accuracy": [0.5, 0.5, 0.5, 0.5]}
+LEARNING = {"majority_ratio": [0.4, 0.6, 0.8, 0.9], "twin_agreement": [0.3, 0.5, 0.7, 0.8],
+            "pseudo_label_accuracy": [0.4, 0.6, 0.8, 0.9]}
+
+
+@pytest.mark.parametrize("script, fires", [(COLLAPSING, True), (LEARNING, False)])
+def test_the_alarm_with_default_thresholds_sees_a_collapse_and_not_learning(
+        tiny_model_dir, tmp_path, monkeypatch, script, fires):
+    from nemo_coreward.embedded import scoring
+    from nemo_coreward.reward import ScoredBatch
+
+    real, calls = scoring.Scorer.score, []
+
+    def scripted(self, policy, teacher=None):
+        scored = real(self, policy, teacher)
+        step = len(calls)
+        calls.append(1)
+        return ScoredBatch(scored.scores, {**scored.metrics,
+                                          **{k: v[step] for k, v in script.items()}})
+
+    monkeypatch.setattr(scoring.Scorer, "score", scripted)
+    # Window 1, patience 2, default thresholds. COLLAPSING: gap M - A = -0.1, 0.1, 0.3, 0.4
+    # (>= 0.15 at steps 3 and 4, 0.4 and 0.5 above step 1's, consensus up 0.4 and 0.5) and
+    # M - T = 0.1, 0.4, 0.6, 0.8 (>= 0.5 at steps 3 and 4): both hold twice by step 4.
+    result = train(_cfg(tiny_model_dir, tmp_path, "train.steps=4", "eval.enabled=false",
+                        "alarm.window=1", "alarm.stop=true", "train.checkpoint_every=0"),
+                   echo=lambda _: None)
+    assert {"gap:pseudo_label_accuracy", "split:twin_agreement"} <= set(result.alarm.checked)
+    assert result.alarm.fired is fires and result.stopped_early is fires
+    assert (result.run_dir / "alarm.json").exists() is fires
+    assert result.last_step == 4
+    if fires:
+        assert (result.alarm.step, result.alarm.rule) == (4, "gap")
 
 
 def test_teacher_rollouts_sample_from_a_copy_that_follows_the_averaged_teacher(tiny_model_dir,

@@ -1,4 +1,4 @@
-"""The collapse alarm on constructed metric series."""
+"""The collapse alarm on constructed and recorded metric series."""
 from __future__ import annotations
 
 import random
@@ -8,7 +8,8 @@ import pytest
 from nemo_coreward.reward.alarm import (AlarmConfig, AlarmSection, AlarmWatch, collapse_alarm,
                                       series, smoothed)
 
-RAW = AlarmConfig(window=1, patience=1)  # no smoothing, fire at once: hand-checkable
+# No smoothing, fire at once, the drop rule alone: hand-checkable.
+RAW = AlarmConfig(window=1, patience=1, rules=("drop",))
 
 
 def rows(**columns):
@@ -32,17 +33,18 @@ def test_fires_when_majority_rises_and_pseudo_accuracy_falls():
     assert result.accuracy_peak == pytest.approx(0.5) and result.accuracy_now == pytest.approx(0.3)
     assert result.majority_at_peak == pytest.approx(0.4)
     assert result.majority_now == pytest.approx(0.6)
-    assert "COLLAPSE ALARM at step 3" in result.summary()
+    assert result.rule == "drop" and "COLLAPSE ALARM at step 3 (drop)" in result.summary()
 
 
 def test_patience_needs_consecutive_steps():
     r = rows(majority_ratio=[0.4, 0.4, 0.6, 0.7], pseudo_label_accuracy=[0.5, 0.5, 0.3, 0.3])
-    assert collapse_alarm(r[:3], AlarmConfig(window=1, patience=2)).fired is False
-    result = collapse_alarm(r, AlarmConfig(window=1, patience=2))
+    cfg = AlarmConfig(window=1, patience=2, rules=("drop",))
+    assert collapse_alarm(r[:3], cfg).fired is False
+    result = collapse_alarm(r, cfg)
     assert result.fired and result.step == 4
     # A recovery in between resets the count.
     r = rows(majority_ratio=[0.4, 0.6, 0.6, 0.7], pseudo_label_accuracy=[0.5, 0.3, 0.5, 0.3])
-    assert collapse_alarm(r, AlarmConfig(window=1, patience=2)).fired is False
+    assert collapse_alarm(r, cfg).fired is False
 
 
 def test_thresholds_are_inclusive_and_both_needed():
@@ -60,7 +62,8 @@ def test_does_not_fire_when_the_model_learns():
     r = rows(majority_ratio=up, pseudo_label_accuracy=up, heldout_accuracy=up)
     result = collapse_alarm(r)
     assert not result.fired
-    assert result.checked == ("heldout_accuracy", "pseudo_label_accuracy")
+    assert result.checked == ("drop:heldout_accuracy", "drop:pseudo_label_accuracy",
+                              "gap:heldout_accuracy", "gap:pseudo_label_accuracy")
 
 
 def test_does_not_fire_when_accuracy_falls_without_consensus():
@@ -77,7 +80,8 @@ def test_smoothed_collapse_with_default_config():
     # So the condition first holds at 16 and, with patience 2, the alarm fires at 17.
     maj = [0.3 + 0.6 * i / 29 for i in range(30)]
     acc = [0.5] * 10 + [0.5 - 0.03 * (i + 1) for i in range(20)]
-    result = collapse_alarm(rows(majority_ratio=maj, pseudo_label_accuracy=acc))
+    result = collapse_alarm(rows(majority_ratio=maj, pseudo_label_accuracy=acc),
+                            AlarmConfig(rules=("drop",)))
     assert result.fired and result.step == 17 and result.peak_step == 1
     assert result.accuracy_peak == 0.5
     assert result.accuracy_now == pytest.approx(0.5 - 0.15, abs=1e-12)
@@ -97,7 +101,7 @@ def test_sparse_heldout_series_is_used_as_is():
     r = [{"step": 0, "heldout_accuracy": 0.4}]
     r += [{"step": s, "majority_ratio": 0.3 + 0.02 * s} for s in range(1, 21)]
     r[-1]["heldout_accuracy"] = 0.2
-    result = collapse_alarm(r, AlarmConfig(patience=1))
+    result = collapse_alarm(r, AlarmConfig(patience=1, rules=("drop",)))
     assert result.fired and result.accuracy_key == "heldout_accuracy"
     assert (result.peak_step, result.step) == (0, 20)
     # No majority ratio at step 0: the peak is compared with the mean of steps 1-5,
@@ -112,7 +116,7 @@ def test_missing_keys():
     assert not result.fired and "no majority_ratio series" in result.reason
     r = rows(majority_ratio=[0.1, 0.9])
     result = collapse_alarm(r, RAW)
-    assert not result.fired and "no accuracy series" in result.reason
+    assert not result.fired and "no series with >= 2 points" in result.reason
     r = rows(majority_ratio=[0.1, 0.9], pseudo_label_accuracy=[None, 0.2])  # one point only
     assert not collapse_alarm(r, RAW).fired
     assert not collapse_alarm([], RAW).fired
@@ -123,8 +127,10 @@ def test_prefixes_agree_with_the_whole_run():
     # same step as the whole-run check, and never earlier.
     maj = [0.3 + 0.6 * i / 29 for i in range(30)]
     acc = [0.5] * 10 + [0.5 - 0.03 * (i + 1) for i in range(20)]
-    r = rows(majority_ratio=maj, pseudo_label_accuracy=acc)
+    r = rows(majority_ratio=maj, pseudo_label_accuracy=acc,
+             twin_agreement=[0.3] * 10 + [0.3 - 0.01 * i for i in range(20)])
     whole = collapse_alarm(r)
+    assert whole.fired
     for n in range(1, len(r) + 1):
         part = collapse_alarm(r[:n])
         assert part.fired == (n >= whole.step)
@@ -147,7 +153,8 @@ def test_series_and_smoothed():
 
 @pytest.mark.parametrize("kwargs", [{"window": 0}, {"patience": 0}, {"accuracy_drop": 1.5},
                                     {"majority_rise": -0.1}, {"accuracy_keys": ()},
-                                    {"min_points": 1}])
+                                    {"min_points": 1}, {"gap": 2.0}, {"split": -0.5},
+                                    {"rules": ("drop", "slump")}])
 def test_config_validation(kwargs):
     with pytest.raises(ValueError):
         AlarmConfig(**kwargs)
@@ -182,7 +189,7 @@ def test_the_one_pass_check_matches_the_rule_written_out(seed):
     cfg = AlarmConfig(window=rng.randint(1, 6), patience=rng.randint(1, 3),
                       min_points=rng.randint(2, 4), accuracy_drop=rng.choice([0.0, 0.1, 0.2]),
                       majority_rise=rng.choice([0.0, 0.1, 0.2]),
-                      accuracy_keys=("heldout_accuracy",))
+                      accuracy_keys=("heldout_accuracy",), rules=("drop",))
     r = rows(majority_ratio=[round(rng.random(), 1) for _ in range(n)],
              heldout_accuracy=[round(rng.random(), 1) if rng.random() < 0.4 else None
                                for _ in range(n)])
@@ -196,10 +203,147 @@ def test_watch_reports_a_firing_once_and_stops_only_when_asked():
     r = rows(majority_ratio=[0.4, 0.4, 0.6, 0.7, 0.8],
              pseudo_label_accuracy=[0.5, 0.5, 0.3, 0.3, 0.2])
     for stop in (False, True):
-        watch = AlarmWatch(AlarmSection(window=1, patience=1, stop=stop), r[:1])
+        watch = AlarmWatch(AlarmSection(window=1, patience=1, rules=("drop",), stop=stop), r[:1])
         fired = [watch.observe(row) for row in r[1:]]
         assert [f is not None for f in fired] == [False, True, False, False]
         assert fired[1].step == 3 and watch.result.fired
         assert watch.stop is stop
     quiet = AlarmWatch(AlarmSection(stop=True))
     assert quiet.observe() is None and quiet.stop is False  # no rows yet: no alarm
+
+
+def test_gap_rule_fires_when_consensus_outgrows_flat_accuracy():
+    # Window 1. Gap M - A: -0.1, 0.0, 0.3. At step 3 it is >= 0.15, 0.4 above its smallest
+    # earlier value (step 1, >= 0.2), and M rose 0.4 since step 1 (>= 0.1). Accuracy never
+    # fell, so the drop rule stays silent.
+    r = rows(majority_ratio=[0.4, 0.5, 0.8], pseudo_label_accuracy=[0.5, 0.5, 0.5])
+    result = collapse_alarm(r, AlarmConfig(window=1, patience=1))
+    assert (result.fired, result.rule, result.step, result.peak_step) == (True, "gap", 3, 1)
+    assert (result.accuracy_peak, result.accuracy_now) == (0.5, 0.5)
+    assert (result.majority_at_peak, result.majority_now) == (0.4, 0.8)
+    assert "self-agreement outgrew correctness" in result.summary()
+    assert not collapse_alarm(r, AlarmConfig(window=1, patience=1, rules=("drop",))).fired
+    # Just under each threshold: gap 0.14; widened 0.19; consensus risen only 0.09.
+    for maj, acc in (([0.4, 0.5, 0.64], [0.5] * 3), ([0.4, 0.5, 0.74], [0.4, 0.5, 0.55]),
+                     ([0.5, 0.5, 0.59], [0.6, 0.6, 0.39])):
+        quiet = rows(majority_ratio=maj, pseudo_label_accuracy=acc)
+        assert not collapse_alarm(quiet, AlarmConfig(window=1, patience=1,
+                                                     rules=("gap",))).fired, (maj, acc)
+
+
+def test_split_rule_needs_no_known_answer():
+    # Window 1: M - T = 0.1, then 0.8 - 0.25 = 0.55 >= 0.5 at step 2. No accuracy series.
+    r = rows(majority_ratio=[0.5, 0.8], twin_agreement=[0.4, 0.25])
+    result = collapse_alarm(r, AlarmConfig(window=1, patience=1))
+    assert (result.fired, result.rule, result.step) == (True, "split", 2)
+    assert (result.accuracy_key, result.accuracy_now, result.majority_now) == (
+        "twin_agreement", 0.25, 0.8)
+    assert "consistent without agreeing with its twins" in result.summary()
+    # Twins that agree as much as each phrasing agrees with itself: learning, no alarm.
+    r = rows(majority_ratio=[0.5, 0.8, 0.9], twin_agreement=[0.4, 0.7, 0.8])
+    assert not collapse_alarm(r, AlarmConfig(window=1, patience=1)).fired
+    assert not collapse_alarm(rows(majority_ratio=[0.5, 0.8], twin_agreement=[0.4, 0.25]),
+                              AlarmConfig(window=1, patience=1, rules=("drop", "gap"))).fired
+
+
+# --- Recorded runs ----------------------------------------------------------------------
+# `coreward train seed=1 reward.name=majority` on a 2-core machine: held-out greedy accuracy
+# 56.2% -> 65.6%; pseudo-label accuracy by step as logged. Not logged per step, assumed:
+# the majority ratio (= the reward of this reward) rising linearly from 0.38 at step 1 to
+# 0.88 at step 15, then 0.78 at step 16 (the three recorded values); twin agreement on the
+# training batch (8 pairs: multiples of 1/8) at 0.25, the base model's held-out twin
+# agreement, for steps 1-8, then at the recorded final 0.125 for steps 9-16.
+MAJORITY_SEED1 = {
+    "pseudo_label_accuracy": [0.56, 0.44, 0.62, 0.50, 0.62, 0.69, 0.69, 0.75,
+                              0.62, 0.44, 0.50, 0.88, 0.69, 0.56, 0.56, 0.50],
+    "majority_ratio": [0.38 + (s - 1) * 0.5 / 14 for s in range(1, 16)] + [0.78],
+    "twin_agreement": [0.25] * 8 + [0.125] * 8,
+}
+# The full label-free benchmark of docs/results.md (seed 0, 16 steps, 8 pairs x 2 sides),
+# read off its committed curves (docs/results/label_free_full/*.png) to about +-0.02;
+# pseudo-label accuracy is a multiple of 1/16 there, twin agreement of 1/8.
+CO_REWARD_SEED0 = {
+    "pseudo_label_accuracy": [.375, .375, .375, .5625, .625, .5625, .625, .625,
+                              .625, .75, .625, .6875, .75, .75, .8125, .625],
+    "majority_ratio": [.33, .36, .36, .50, .55, .59, .64, .61, .67, .81, .66, .56, .77, .77,
+                       .77, .77],
+    "twin_agreement": [.125, .25, .25, .25, .25, .25, .25, .375, .125, .5, .125, .25, .5, .5,
+                       .625, .5],
+}
+MAJORITY_SEED0 = {
+    "pseudo_label_accuracy": [.375, .25, .5, .4375, .5, .625, .5625, .5625,
+                              .5625, .75, .5625, .5625, .6875, .6875, .625, .8125],
+    "majority_ratio": [.33, .375, .42, .55, .49, .50, .58, .58, .65, .77, .66, .67, .70, .77,
+                       .74, .84],
+    "twin_agreement": [.125, .125, .375, .25, .375, .375, .375, .5, .125, .5, .125, .125, .5,
+                       .5, .375, .625],
+}
+GROUND_TRUTH_SEED0 = {"pseudo_label_accuracy": [1.0] * 16,
+                      "majority_ratio": [.33, .37, .33, .55, .63, .58, .64, .69, .65, .86,
+                                         .69, .81, .86, .80, .91, .88]}
+# `coreward train seed=1` (Co-Reward) on the same machine: 56.2% -> 85.9%, final pseudo-label
+# accuracy 0.69 and twin agreement 0.38 as logged. Assumed: linear rises from the
+# Co-Reward seed-0 run's first values (pseudo-label accuracy 0.375, majority ratio 0.33,
+# twin agreement 0.125) to those finals, the majority ratio to 0.77 (seed 0's final).
+CO_REWARD_SEED1 = {
+    "pseudo_label_accuracy": [0.375 + (0.69 - 0.375) * i / 15 for i in range(16)],
+    "majority_ratio": [0.33 + (0.77 - 0.33) * i / 15 for i in range(16)],
+    "twin_agreement": [0.125 + (0.38 - 0.125) * i / 15 for i in range(16)],
+}
+
+
+def _recorded(columns, before=None, after=None):
+    r = rows(**columns)
+    if before is not None:  # held-out accuracy before (step 0) and after training
+        r.insert(0, {"step": 0, "heldout_accuracy": before})
+        r[-1]["heldout_accuracy"] = after
+    return r
+
+
+def test_the_recorded_majority_vote_collapse_fires():
+    r = _recorded(MAJORITY_SEED1, before=0.562, after=0.656)
+    # The accuracy-drop rule alone missed it: pseudo-label accuracy never fell 0.1 below
+    # its 5-step peak while the consensus rose.
+    assert not collapse_alarm(r, AlarmConfig(rules=("drop",))).fired
+    # Label-free: 5-step means of M at step s are 0.38 + (s - 3) * 0.5 / 14. M - T at step
+    # 11: 0.666 - 0.175 = 0.491; step 12: 0.701 - 0.150 = 0.551 >= 0.5; step 13: 0.737 -
+    # 0.125 = 0.612. With patience 2 the split rule fires at step 13.
+    split = collapse_alarm(r)
+    assert (split.fired, split.rule, split.step) == (True, "split", 13)
+    assert split.majority_now == pytest.approx(0.38 + 10 * 0.5 / 14)
+    assert split.accuracy_now == pytest.approx(0.125)
+    # With known answers: at step 15, M = 0.38 + 12 * 0.5 / 14 = 0.809 (steps 11-15) against
+    # pseudo-label accuracy 0.638: a gap of 0.171, 0.351 wider than at step 1 (0.38 - 0.56).
+    gap = collapse_alarm(r, AlarmConfig(rules=("gap",)))
+    assert (gap.fired, gap.step, gap.peak_step, gap.accuracy_key) == (
+        True, 15, 1, "pseudo_label_accuracy")
+    assert gap.majority_now - gap.accuracy_now == pytest.approx(0.809 - 0.638, abs=1e-3)
+
+
+@pytest.mark.parametrize("name, columns, heldout", [
+    ("co_reward seed 1", CO_REWARD_SEED1, (0.562, 0.859)),
+    ("co_reward seed 0", CO_REWARD_SEED0, (0.500, 0.906)),
+    ("majority seed 0", MAJORITY_SEED0, (0.500, 0.844)),
+    ("ground_truth seed 0", GROUND_TRUTH_SEED0, (0.500, 0.922)),
+])
+def test_recorded_runs_that_learn_raise_no_alarm(name, columns, heldout):
+    r = _recorded(columns, *heldout)
+    result = collapse_alarm(r)
+    assert not result.fired, (name, result.summary())
+    expected = {"drop:pseudo_label_accuracy", "gap:pseudo_label_accuracy",
+                "drop:heldout_accuracy", "gap:heldout_accuracy"}
+    if "twin_agreement" in columns:
+        expected.add("split:twin_agreement")
+    assert set(result.checked) == expected
+
+
+def test_noisy_learning_with_twins_does_not_fire_with_defaults():
+    # Consensus, accuracy and twin agreement rise together (twins 0.2 below consensus),
+    # each with +-0.1 noise per step: honest learning, seen through small batches.
+    rng = random.Random(1)
+    for _ in range(20):
+        base = [0.3 + 0.5 * i / 39 for i in range(40)]
+        noisy = lambda shift: [b + shift + rng.uniform(-0.1, 0.1) for b in base]  # noqa: E731
+        r = rows(majority_ratio=noisy(0), pseudo_label_accuracy=noisy(0),
+                 twin_agreement=noisy(-0.2))
+        assert not collapse_alarm(r).fired
