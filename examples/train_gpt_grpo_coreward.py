@@ -12,6 +12,7 @@ torch rank); see examples/slurm/ and docs/nemo-aligner.md. Same shape as NeMo-Al
 ``coreward``), the actor class, the twin dataset and collate, the reward router instead of
 the token-only reward model client, the trainer class, and the teacher of Co-rewarding-II.
 """
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import torch
 import torch.multiprocessing as mp
 from megatron.core import parallel_state as mcore_parallel_state
 from megatron.core.utils import divide
-from omegaconf.omegaconf import OmegaConf
+from omegaconf.omegaconf import OmegaConf, open_dict
 
 from nemo.core.config import hydra_runner
 from nemo.utils import logging
@@ -42,6 +43,7 @@ from nemo_aligner.utils.utils import load_and_override_model_config, load_from_n
 
 from nemo_coreward.aligner.actor import MegatronGPTCoRewardActorModel
 from nemo_coreward.aligner.config import (
+    ConfigError,
     CoRewardConfig,
     alias_grpo_sections,
     check_batch_layout,
@@ -49,6 +51,12 @@ from nemo_coreward.aligner.config import (
     register_resolvers,
 )
 from nemo_coreward.aligner.data import TwinPromptDataset, twin_collate
+from nemo_coreward.aligner.model_features import (
+    apply_tokenizer_override,
+    check_local_tokenizer,
+    check_trt_llm_features,
+)
+from nemo_coreward.aligner.plan import PlanError, Schedule, lr_schedule, sequence_layout_of
 from nemo_coreward.aligner.scoring import ParallelLayout, RewardRouter
 from nemo_coreward.aligner.teacher import TeacherRollouts, TeacherStore, teacher_from_state
 from nemo_coreward.aligner.trainer import CoRewardGRPOTrainer
@@ -66,12 +74,44 @@ def prompt_budget(cfg) -> int:
     return budget
 
 
+def size_lr_schedule(cfg, model_cfg, *, train_pairs: int, rollouts_per_step: int) -> Schedule:
+    """Set ``model_cfg.optim.sched.max_steps`` to the run's optimizer steps (plan.lr_schedule).
+
+    Without it NeMo sizes the cosine schedule from the stand-in dataloader handed to
+    ``init_using_ptl`` (``MegatronBaseModel._get_max_steps``: its length x max_epochs),
+    which counts pairs in batches of ``global_batch_size / DP``, not optimizer steps.
+    ``model_cfg`` is the restored actor's config, read by ``setup_optimization``.
+    """
+    schedule = lr_schedule(cfg, train_pairs=train_pairs, rollouts_per_step=rollouts_per_step)
+    with open_dict(model_cfg):
+        model_cfg.optim.sched.max_steps = schedule.max_steps
+    return schedule
+
+
+def refuse(err: Exception) -> None:
+    """A config the run cannot survive: one line naming the keys, exit status 2."""
+    print(f"train_gpt_grpo_coreward: {' '.join(str(err).split())}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def check_model(cfg) -> None:
+    """What the merged model config must satisfy before any weight is loaded."""
+    check_local_tokenizer(cfg.model.get("tokenizer"))
+    check_trt_llm_features(cfg.model, cfg.trainer.grpo.trt_llm.enable)
+    sequence_layout_of(cfg)
+
+
 @hydra_runner(config_path="../conf", config_name="gpt_grpo_coreward")
 def main(cfg) -> None:
-    coreward = CoRewardConfig.from_mapping(OmegaConf.to_container(cfg.coreward, resolve=True))
-    alias_grpo_sections(cfg)
-    check_generation(coreward, cfg.trainer.grpo.trt_llm.enable, cfg.trainer.grpo.trt_llm.reshard)
-    cfg.model = load_and_override_model_config(cfg.pretrained_checkpoint.restore_from_path, cfg.model)
+    try:
+        coreward = CoRewardConfig.from_mapping(OmegaConf.to_container(cfg.coreward, resolve=True))
+        alias_grpo_sections(cfg)
+        check_generation(coreward, cfg.trainer.grpo.trt_llm.enable, cfg.trainer.grpo.trt_llm.reshard)
+        apply_tokenizer_override(cfg.model)
+        cfg.model = load_and_override_model_config(cfg.pretrained_checkpoint.restore_from_path, cfg.model)
+        check_model(cfg)
+    except (ConfigError, PlanError) as err:
+        refuse(err)
     logging.info(f"\n{OmegaConf.to_yaml(cfg)}")
 
     trainer = resolve_and_create_trainer(cfg, "grpo")
@@ -102,10 +142,13 @@ def main(cfg) -> None:
 
     dp_size = parallel_state.get_data_parallel_world_size()
     grpo = cfg.model.grpo
-    pairs_per_call, _ = check_batch_layout(
-        grpo.num_rollout_samples, coreward.data.num_sides, cfg.trainer.grpo.num_rollouts_per_prompt,
-        grpo.rollout_micro_batch_size, grpo.forward_micro_batch_size,
-        cfg.model.global_batch_size, cfg.model.micro_batch_size, dp_size)
+    try:
+        pairs_per_call, rollouts_per_step = check_batch_layout(
+            grpo.num_rollout_samples, coreward.data.num_sides, cfg.trainer.grpo.num_rollouts_per_prompt,
+            grpo.rollout_micro_batch_size, grpo.forward_micro_batch_size,
+            cfg.model.global_batch_size, cfg.model.micro_batch_size, dp_size)
+    except ConfigError as err:
+        refuse(err)
     val_pairs_per_call = max(grpo.val_rollout_micro_batch_size // coreward.data.num_sides, 1)
 
     budget = prompt_budget(cfg)
@@ -122,7 +165,13 @@ def main(cfg) -> None:
                           mbs=val_pairs_per_call, gbs=grpo.num_val_samples, collate_fn=collate,
                           load_gbs=False, use_random_sampler=False)
 
-    # NeMo sizes its schedulers from a dataloader of optimiser batches (GBS / DP rows).
+    try:
+        schedule = size_lr_schedule(cfg, actor.cfg, train_pairs=len(datasets["train"]),
+                                    rollouts_per_step=rollouts_per_step)
+    except PlanError as err:
+        refuse(err)
+    logging.info(f"LR schedule: {schedule}")
+    # init_using_ptl wants a train dataloader; with sched.max_steps set, NeMo sizes nothing from it.
     dummy = torch.utils.data.DataLoader(dataset=datasets["train"],
                                         batch_size=divide(cfg.model.global_batch_size, dp_size))
     init_using_ptl(trainer, actor, dummy, datasets["train"])
