@@ -2,8 +2,10 @@
 
 A run directory (see ``nemo_coreward.embedded.rundir``) holds ``metrics.jsonl`` (one row
 per step), ``eval.json`` (held-out accuracy before/after) and ``config.yaml`` (the reward's
-name labels the run in legends). Each panel is one PNG with every run overlaid; a metric a
-run did not log is left out of that run's lines, and a panel no run has is not drawn.
+name labels the run in legends). Runs are grouped by arm (their reward): each figure shows
+one metric, one line per arm, the mean over the arm's runs (seeds) with a band of one sample
+sd when it has several, the legend outside the axes. A metric a run did not log is left out
+of that arm's line, and a figure no run has is not drawn.
 Collapse shows in curves, not in a final number: majority ratio and twin agreement going
 up while held-out or pseudo-label accuracy goes down is the failure the paper's figures
 show for self-rewarding baselines, so the page also runs the collapse alarm per run.
@@ -12,59 +14,52 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from statistics import fmean, stdev
 from typing import Any
 
 from nemo_coreward.reward.alarm import AlarmConfig, AlarmResult, collapse_alarm, read_rows, series
 
 HELDOUT_KEY = "heldout_accuracy"
-MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # per run, on sparse (marked) lines
-
-
-@dataclass(frozen=True)
-class Line:
-    """One curve of a panel: the first of ``keys`` a run logged, drawn with ``style``."""
-
-    keys: tuple[str, ...]
-    label: str
-    style: str = "-"
+FIGSIZE = (10, 4)  # inches at 100 dpi; the legend sits right of the axes
 
 
 @dataclass(frozen=True)
 class Panel:
+    """One figure, one metric: the first of ``keys`` a run logged."""
+
     name: str
     title: str
-    lines: tuple[Line, ...]
+    keys: tuple[str, ...]
     ylabel: str = ""
     unit_range: bool = False  # a rate or accuracy: y from 0 to 1
+    marked: bool = False  # sparse points (held-out evaluations): draw markers
 
 
 PANELS: tuple[Panel, ...] = (
-    Panel("reward", "Reward (mean over rollouts)", (Line(("reward_mean",), "reward"),),
-          "reward", True),
-    Panel("heldout_accuracy", "Held-out greedy accuracy",
-          (Line((HELDOUT_KEY,), "held-out accuracy", "-o"),), "accuracy", True),
-    Panel("label_accuracy", "Pseudo-label and reward accuracy (vs known answers)",
-          (Line(("pseudo_label_accuracy",), "pseudo-label acc."),
-           Line(("reward_accuracy",), "reward acc.", "--"),
-           Line(("teacher_label_accuracy",), "teacher label acc.", ":")), "accuracy", True),
-    Panel("majority_ratio", "Majority ratio",
-          (Line(("majority_ratio",), "policy"),
-           Line(("teacher_majority_ratio",), "teacher", "--")), "ratio", True),
-    Panel("twin_agreement", "Twin agreement",
-          (Line(("twin_agreement",), "twin agreement"),
-           Line(("teacher_policy_agreement",), "teacher-policy agreement", "--")),
+    Panel("reward", "Reward (mean over rollouts)", ("reward_mean",), "reward", True),
+    Panel("heldout_accuracy", "Held-out greedy accuracy", (HELDOUT_KEY,), "accuracy", True,
+          marked=True),
+    Panel("pseudo_label_accuracy", "Pseudo-label accuracy (vs known answers)",
+          ("pseudo_label_accuracy",), "accuracy", True),
+    Panel("reward_accuracy", "Reward accuracy (reward = correctness)", ("reward_accuracy",),
+          "accuracy", True),
+    Panel("teacher_label_accuracy", "Teacher's label accuracy", ("teacher_label_accuracy",),
+          "accuracy", True),
+    Panel("majority_ratio", "Majority ratio (policy)", ("majority_ratio",), "ratio", True),
+    Panel("teacher_majority_ratio", "Majority ratio (teacher)", ("teacher_majority_ratio",),
+          "ratio", True),
+    Panel("twin_agreement", "Twin agreement (training batch)", ("twin_agreement",),
           "share of pairs", True),
-    Panel("answer_entropy", "Answer entropy (per group)",
-          (Line(("answer_entropy",), "answer entropy"),), "nats"),
-    Panel("empty_answer_rate", "Empty-answer rate",
-          (Line(("empty_answer_rate",), "no final answer"),), "share of rollouts", True),
-    Panel("response_length", "Response length",
-          (Line(("response_length",), "tokens"),), "tokens"),
-    Panel("kl", "KL to the reference", (Line(("kl", "kl_loss"), "KL"),), "KL"),
-    Panel("entropy", "Token entropy",
-          (Line(("entropy", "token_entropy", "rollout_entropy"), "entropy"),), "nats"),
+    Panel("teacher_policy_agreement", "Teacher-policy agreement",
+          ("teacher_policy_agreement",), "share of groups", True),
+    Panel("answer_entropy", "Answer entropy (per group)", ("answer_entropy",), "nats"),
+    Panel("empty_answer_rate", "Empty-answer rate", ("empty_answer_rate",),
+          "share of rollouts", True),
+    Panel("response_length", "Response length", ("response_length",), "tokens"),
+    Panel("kl", "KL to the reference", ("kl", "kl_loss"), "KL"),
+    Panel("entropy", "Token entropy", ("entropy", "token_entropy", "rollout_entropy"), "nats"),
 )
 
 
@@ -136,34 +131,69 @@ def _trailing_mean(values: Sequence[float], window: int) -> list[float]:
     return out
 
 
+def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
+    """Runs by arm (their reward's name), arms in order of first appearance: the seeds of
+    one arm are drawn as one mean line with a band."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.reward, []).append(run)
+    return groups
+
+
+def mean_band(curves: Sequence[Sequence[tuple[int, float]]]
+              ) -> tuple[list[int], list[float], list[float]]:
+    """Steps, mean and sample sd over the curves that have a point at each step (sd 0 where
+    only one has)."""
+    by_step: dict[int, list[float]] = {}
+    for curve in curves:
+        for step, value in curve:
+            by_step.setdefault(step, []).append(value)
+    steps = sorted(by_step)
+    means = [fmean(by_step[s]) for s in steps]
+    sds = [stdev(by_step[s]) if len(by_step[s]) > 1 else 0.0 for s in steps]
+    return steps, means, sds
+
+
 def plot_panel(panel: Panel, runs: Sequence[Run], path: Path, alarms: dict[str, AlarmResult],
                smooth: int = 1) -> bool:
-    """Draw one panel to ``path``; False (and no file) when no run has any of its lines."""
+    """Draw one panel to ``path``: per arm, its run's curve, or the mean over its runs
+    (seeds) with a band of one sd; legend outside the axes. False (and no file) when no run
+    logged the panel's metric."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig = plt.figure(figsize=FIGSIZE, dpi=100)
+    ax = fig.add_axes((0.08, 0.13, 0.58, 0.77))  # the right third holds the legend
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     drawn = False
-    for i, run in enumerate(runs):
-        colour, marker = colours[i % len(colours)], MARKERS[i % len(MARKERS)]
-        for line in panel.lines:
-            key = next((k for k in line.keys if run.points(k)), None)
+    style = "-o" if panel.marked else "-"
+    for i, (arm, members) in enumerate(group_runs(runs).items()):
+        colour = colours[i % len(colours)]
+        curves = []
+        for run in members:
+            key = next((k for k in panel.keys if run.points(k)), None)
             if key is None:
                 continue
             steps, values = zip(*run.points(key))
             shown = _trailing_mean(values, smooth) if smooth > 1 else list(values)
-            label = run.label if len(panel.lines) == 1 else f"{run.label}: {line.label}"
-            ax.plot(steps, shown, line.style.replace("o", marker), color=colour, label=label,
-                    linewidth=1.6, markersize=5, alpha=0.85)
+            curves.append(list(zip(steps, shown)))
+        if curves:
             drawn = True
-        alarm = alarms.get(run.label)
-        if alarm is not None and alarm.fired:
-            ax.axvline(alarm.step, color=colour, linestyle=":", linewidth=1.2,
-                       label=f"{run.label}: collapse alarm")
+            steps, means, sds = mean_band(curves)
+            label = members[0].label if len(members) == 1 else f"{arm}: mean ± sd of {len(curves)}"
+            ax.plot(steps, means, style, color=colour, label=label, linewidth=1.6,
+                    markersize=5, alpha=0.9)
+            if len(curves) > 1:
+                ax.fill_between(steps, [m - d for m, d in zip(means, sds)],
+                                [m + d for m, d in zip(means, sds)], color=colour, alpha=0.18)
+        fired = [alarms[r.label].step for r in members
+                 if r.label in alarms and alarms[r.label].fired]
+        for n, step in enumerate(fired):
+            ax.axvline(step, color=colour, linestyle=":", linewidth=1.2,
+                       label=f"{arm}: collapse alarm ({len(fired)})" if n == 0 else None)
     if not drawn:
         plt.close(fig)
         return False
@@ -174,8 +204,7 @@ def plot_panel(panel: Panel, runs: Sequence[Run], path: Path, alarms: dict[str, 
     if panel.unit_range:
         ax.set_ylim(-0.03, 1.03)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.savefig(path)
     plt.close(fig)
     return True
@@ -202,6 +231,45 @@ def summary_table(runs: Sequence[Run], alarms: dict[str, AlarmResult]) -> str:
     return "\n".join(lines)
 
 
+def arm_table(runs: Sequence[Run], alarms: dict[str, AlarmResult]) -> str:
+    """Per arm: mean ± sd over its runs of the held-out accuracy after training and of the
+    last logged value of the collapse metrics; how many runs' alarm fired."""
+    keys = ("majority_ratio", "twin_agreement", "pseudo_label_accuracy")
+    header = ["arm", "runs", "held-out after", *[f"last {k}" for k in keys], "alarms fired"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    def pm(values: list[float]) -> str:
+        if not values:
+            return "–"
+        sd = stdev(values) if len(values) > 1 else 0.0
+        return f"{fmean(values):.3f} ± {sd:.3f}"
+
+    for arm, members in group_runs(runs).items():
+        after = [v for r in members
+                 if isinstance(v := (r.evals.get("after") or {}).get("accuracy"), (int, float))]
+        last = {k: [r.points(k)[-1][1] for r in members if r.points(k)] for k in keys}
+        fired = sum(alarms[r.label].fired for r in members)
+        lines.append("| " + " | ".join([arm, str(len(members)), pm(after),
+                                         *[pm(last[k]) for k in keys],
+                                         f"{fired}/{len(members)}"]) + " |")
+    return "\n".join(lines)
+
+
+def _distinct_labels(runs: Sequence[Run]) -> list[Run]:
+    """Runs of one arm from several seeds share a directory name (``seed0/runs/majority``,
+    ``seed1/runs/majority``): label them by as much of their path as tells them apart."""
+    if len({r.label for r in runs}) == len(runs):
+        return list(runs)
+    if len({r.path.resolve() for r in runs}) != len(runs):
+        raise ValueError(f"a run directory is given twice: {[str(r.path) for r in runs]}")
+    depth = 2
+    while True:
+        labels = [f"{r.reward} ({'/'.join(r.path.parts[-depth:])})" for r in runs]
+        if len(set(labels)) == len(labels):
+            return [replace(r, label=label) for r, label in zip(runs, labels)]
+        depth += 1
+
+
 def alarm_rules_text(alarm: AlarmConfig) -> str:
     """The alarm's rules with this report's thresholds, in words."""
     rules = {
@@ -223,16 +291,15 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path,
                  alarm: AlarmConfig = AlarmConfig(), smooth: int = 1,
                  title: str = "Training report") -> Path:
     """Draw every panel, run the alarm per run, write ``report.md``; returns its path."""
-    runs = [load_run(p) for p in run_dirs]
-    labels = [r.label for r in runs]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"two run directories share a name: {labels}")
+    runs = _distinct_labels([load_run(p) for p in run_dirs])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     alarms = {run.label: collapse_alarm(run.alarm_rows(), alarm) for run in runs}
     drawn = [p for p in PANELS if plot_panel(p, runs, out / f"{p.name}.png", alarms, smooth)]
-    md = [f"# {title}", "", summary_table(runs, alarms), "", "## Collapse alarm", "",
-          alarm_rules_text(alarm), ""]
+    md = [f"# {title}", "", summary_table(runs, alarms), ""]
+    if len(group_runs(runs)) < len(runs):  # several runs (seeds) of an arm: their spread
+        md += ["## Arms (mean ± sd over runs)", "", arm_table(runs, alarms), ""]
+    md += ["## Collapse alarm", "", alarm_rules_text(alarm), ""]
     md += [f"- {run.label}: {alarms[run.label].summary()}" for run in runs]
     md += ["", "## Curves", ""]
     md += [f"![{p.title}]({p.name}.png)\n" for p in drawn]
