@@ -2,12 +2,17 @@
 
 Each subcommand lives beside the code it drives and is imported only when called, so
 ``coreward score`` never pays for torch or transformers and a missing optional extra
-only breaks the subcommand that needs it.
+only breaks the subcommand that needs it. Every user error of every command ends here in
+one line and exit status 2 (``nemo_coreward.errors``); ``--debug`` anywhere on the command
+line shows the traceback instead.
 """
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+from nemo_coreward.errors import DEBUG_ENV, one_line_errors
 
 # name -> (module, help). Each module exposes ``main(argv: list[str]) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -18,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("nemo_coreward.server.cli", "serve the Co-Reward reward model (PyTriton)"),
     "eval": ("nemo_coreward.eval.cli", "evaluate a model on maths benchmarks"),
     "report": ("nemo_coreward.eval.report_cli", "plot and summarise run directories"),
+    "preflight": ("nemo_coreward.aligner.preflight", "check a NeMo-Aligner GRPO config; print its run plan"),
 }
 
 
@@ -26,12 +32,23 @@ def _usage() -> str:
     for name, (_, text) in COMMANDS.items():
         lines.append(f"  {name:<10} {text}")
     lines.append("")
-    lines.append("`coreward COMMAND --help` describes each command.")
+    lines.append("`coreward COMMAND --help` describes each command; --debug shows the "
+                 "traceback of an error.")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv:
+        previous = os.environ.get(DEBUG_ENV)
+        os.environ[DEBUG_ENV] = "1"  # read by the commands' own handlers too
+        try:
+            return main([a for a in argv if a != "--debug"])
+        finally:
+            if previous is None:
+                del os.environ[DEBUG_ENV]
+            else:
+                os.environ[DEBUG_ENV] = previous
     if not argv or argv[0] in {"-h", "--help"}:
         print(_usage())
         return 0
@@ -39,8 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"coreward: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+
+    @one_line_errors(f"coreward {name}")
+    def run(args: list[str]) -> int:
+        module = importlib.import_module(COMMANDS[name][0])
+        return int(module.main(args) or 0)
+
+    return run(rest)
 
 
 if __name__ == "__main__":

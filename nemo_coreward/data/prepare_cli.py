@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nemo_coreward.errors import one_line_errors
+
 # flag dest -> option name understood by the sources
 _OPTION_FLAGS = ("split", "data_files", "hub_id", "config", "cache_dir", "question_column",
                  "answer_column", "n", "families", "levels", "k", "seed", "version",
@@ -52,9 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@one_line_errors("coreward prepare")
 def main(argv: list[str]) -> int:
     from nemo_coreward.data.records import write_records
-    from nemo_coreward.data.sources import SOURCES, SourceError, load_source
+    from nemo_coreward.data.sources import SOURCES, load_source
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -66,11 +69,7 @@ def main(argv: list[str]) -> int:
     if not args.source or not args.out:
         parser.error("SOURCE and --out are required (or --list)")
     options = {name: getattr(args, name) for name in _OPTION_FLAGS}
-    try:
-        records = load_source(args.source, limit=args.limit, **options)
-    except (SourceError, ValueError) as exc:
-        print(f"coreward prepare: {exc}", file=sys.stderr)
-        return 2
+    records = load_source(args.source, limit=args.limit, **options)
     write_records(records, args.out)
     no_answer = sum(r.answer is None for r in records)
     twins = sum(bool(r.rephrasings) for r in records)

@@ -186,7 +186,8 @@ def read_records(path: str | os.PathLike) -> tuple[list[PairRecord], int]:
     and was repaired (U+FFFD), for a command's summary."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no such records file: {path}")
+        raise FileNotFoundError(f"{path}: no such records file (write one with coreward "
+                                "prepare, see docs/data.md)")
     repaired = 0
     if _is_parquet(path):
         rows: Iterable[tuple[str, Any]] = _iter_parquet(path)

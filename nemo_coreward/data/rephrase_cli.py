@@ -19,6 +19,8 @@ import json
 import os
 import sys
 
+from nemo_coreward.errors import one_line_errors
+
 
 def build_parser() -> argparse.ArgumentParser:
     from nemo_coreward.data.rephrase.backends import SamplingConfig
@@ -90,39 +92,36 @@ def _backend(args):
     return backends.TRTLLMBackend(args.model)
 
 
+@one_line_errors("coreward rephrase")
 def main(argv: list[str]) -> int:
-    from nemo_coreward.data.records import RecordError, load_records
+    from nemo_coreward.data.records import read_records
     from nemo_coreward.data.rephrase import backends, pipeline, prompt, validate
 
     args = build_parser().parse_args(argv)
-    try:
-        if not isinstance(args.extra_body, dict):
-            raise ValueError(f"--extra-body must be a JSON object, got {args.extra_body!r}")
-        config = pipeline.RephraseConfig(
-            sampling=backends.SamplingConfig(temperature=args.temperature, top_p=args.top_p,
-                                             max_tokens=args.max_tokens, seed=args.seed,
-                                             extra_body=args.extra_body),
-            validation=validate.ValidationConfig(
-                copy_ngram=args.copy_ngram, max_copy_overlap=args.max_copy_overlap,
-                min_length_ratio=args.min_length_ratio, max_length_ratio=args.max_length_ratio,
-                max_extra_chars=args.max_extra_chars,
-                require_numbers=not args.no_require_numbers,
-                answer_consistency=args.answer_consistency,
-                consistency_samples=args.consistency_samples),
-            pipeline=pipeline.PipelineConfig(
-                k=args.k, concurrency=args.concurrency, max_candidates=args.max_candidates,
-                retries=args.retries, backoff_s=args.backoff, progress=not args.no_progress),
-            template=prompt.load_template(args.template) if args.template else prompt.Template(),
-        )
-        records = load_records(args.input)
-        if args.limit is not None:
-            records = records[: args.limit]
-        backend = _backend(args)
-        summary = pipeline.run(records, args.out, backend, config, rejected_path=args.rejected)
-    except (RecordError, ValueError, FileNotFoundError, backends.BackendError,
-            pipeline.PipelineError) as exc:
-        print(f"coreward rephrase: {exc}", file=sys.stderr)
-        return 2
+    if not isinstance(args.extra_body, dict):
+        raise ValueError(f"--extra-body must be a JSON object, got {args.extra_body!r}")
+    config = pipeline.RephraseConfig(
+        sampling=backends.SamplingConfig(temperature=args.temperature, top_p=args.top_p,
+                                         max_tokens=args.max_tokens, seed=args.seed,
+                                         extra_body=args.extra_body),
+        validation=validate.ValidationConfig(
+            copy_ngram=args.copy_ngram, max_copy_overlap=args.max_copy_overlap,
+            min_length_ratio=args.min_length_ratio, max_length_ratio=args.max_length_ratio,
+            max_extra_chars=args.max_extra_chars,
+            require_numbers=not args.no_require_numbers,
+            answer_consistency=args.answer_consistency,
+            consistency_samples=args.consistency_samples),
+        pipeline=pipeline.PipelineConfig(
+            k=args.k, concurrency=args.concurrency, max_candidates=args.max_candidates,
+            retries=args.retries, backoff_s=args.backoff, progress=not args.no_progress),
+        template=prompt.load_template(args.template) if args.template else prompt.Template(),
+    )
+    records, repaired = read_records(args.input)
+    if args.limit is not None:
+        records = records[: args.limit]
+    backend = _backend(args)
+    summary = pipeline.run(records, args.out, backend, config, rejected_path=args.rejected,
+                           repaired=repaired)
     print(summary.format())
     if summary.failed:
         print(f"{summary.failed} records failed; rerun the same command to retry them",

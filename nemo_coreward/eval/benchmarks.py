@@ -23,6 +23,7 @@ from typing import Any
 
 from nemo_coreward.data import PairRecord
 from nemo_coreward.data.sources import SourceError, load_source
+from nemo_coreward.data.sources.tables import HubUnreachable
 
 SYNTHETIC_HELDOUT_N = 128  # pairs: 256 items with their twins
 
@@ -59,7 +60,12 @@ class Benchmark:
             if not self.hub:
                 raise SourceError(f"benchmark {self.name!r} is offline and takes no data files")
             options["data_files"] = data_files
-        records = load_source(self.source, **options)
+        try:
+            records = load_source(self.source, **options)
+        except HubUnreachable as exc:
+            raise SourceError(f"benchmark {self.name!r}: {exc.problem}; give local files in "
+                              f"the hub set's format with --data-files {self.name}=PATH "
+                              "(see docs/evaluation.md)") from None
         if self.select is not None:
             records = self.select(records)
         records = [r for r in records if r.answer is not None]

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 from nemo_coreward.answers import FALLBACKS, MODES
+from nemo_coreward.errors import one_line_errors
 
 DEFAULTS: dict[str, Any] = {
     "benchmarks": "synthetic",
@@ -119,22 +119,19 @@ def _backend(args: argparse.Namespace, cfg):
                                     batch_size=max(64, cfg.k))
 
 
+@one_line_errors("coreward eval")
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    from nemo_coreward.eval.runner import EvalError, evaluate
+    from nemo_coreward.eval.runner import evaluate, load_benchmarks
     from nemo_coreward.eval.tables import results_markdown
 
-    try:
-        cfg = _config(args)
-        data_files = _data_files(args.data_files)
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(args.model.rstrip("/")).name) or "model"
-        out = Path(args.out or Path("runs") / "eval" / name)
-        backend = _backend(args, cfg)
-        summary = evaluate(backend, cfg, out, model=args.model, data_files=data_files,
-                           limit=args.limit, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, EvalError) as exc:
-        print(f"coreward eval: {exc}", file=sys.stderr)
-        return 2
+    cfg = _config(args)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(args.model.rstrip("/")).name) or "model"
+    out = Path(args.out or Path("runs") / "eval" / name)
+    benchmarks = load_benchmarks(cfg, _data_files(args.data_files), args.limit)
+    backend = _backend(args, cfg)
+    summary = evaluate(backend, cfg, out, model=args.model, benchmarks=benchmarks,
+                       progress=not args.no_progress)
     print(results_markdown(summary))
     print(f"written to {out}/results.json and results.md")
     return 0

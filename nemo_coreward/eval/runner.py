@@ -30,6 +30,7 @@ from typing import Any
 from nemo_coreward.answers import FALLBACKS, MODES, Grader, extract_answer
 from nemo_coreward.data import PairRecord
 from nemo_coreward.embedded.prompts import PAPER_SYSTEM, PromptConfig
+from nemo_coreward.errors import UserError
 from nemo_coreward.eval.backends import GenerationBackend
 from nemo_coreward.eval.benchmarks import BENCHMARKS, get_benchmark, level_of
 from nemo_coreward.eval.metrics import ItemScores, aggregate, breakdown, is_correct, maj_at_k
@@ -125,7 +126,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class EvalError(RuntimeError):
+class EvalError(UserError, RuntimeError):
     """A problem with the output directory or the evaluation's inputs."""
 
 
@@ -206,6 +207,18 @@ def summarise(rows: Sequence[Mapping[str, Any]], benchmark: str, cfg: EvalConfig
             "headline": None if head is None else {"metric": head[0], "value": head[1]}}
 
 
+def load_benchmarks(cfg: EvalConfig, data_files: Mapping[str, Any] | None = None,
+                    limit: int | None = None) -> dict[str, list[PairRecord]]:
+    """The problems of every benchmark of ``cfg``, read before any model is loaded so that
+    missing data (no hub access, a wrong path) is reported at once."""
+    data_files = dict(data_files or {})
+    unknown = sorted(set(data_files) - set(cfg.benchmarks))
+    if unknown:
+        raise EvalError(f"data files given for {unknown[0]!r}, which is not being evaluated")
+    return {name: get_benchmark(name).load(data_files.get(name), limit)
+            for name in cfg.benchmarks}
+
+
 def evaluate(
     backend: GenerationBackend,
     cfg: EvalConfig,
@@ -215,8 +228,11 @@ def evaluate(
     data_files: Mapping[str, Any] | None = None,
     limit: int | None = None,
     progress: bool = True,
+    benchmarks: Mapping[str, list[PairRecord]] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``backend`` on ``cfg.benchmarks``; returns (and writes) the results."""
+    """Evaluate ``backend`` on ``cfg.benchmarks``; returns (and writes) the results.
+    ``benchmarks``: the problems already read by ``load_benchmarks`` (otherwise read here
+    from ``data_files`` and ``limit``)."""
     from tqdm import tqdm
 
     from nemo_coreward.eval.tables import results_markdown
@@ -224,11 +240,9 @@ def evaluate(
     started = time.monotonic()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if benchmarks is None:
+        benchmarks = load_benchmarks(cfg, data_files, limit)
     check_settings(out, {"model": model, **cfg.fingerprint()})
-    data_files = dict(data_files or {})
-    unknown = sorted(set(data_files) - set(cfg.benchmarks))
-    if unknown:
-        raise EvalError(f"data files given for {unknown[0]!r}, which is not being evaluated")
     items = JsonlAppender(out / ITEMS)  # cuts a torn last line off first
     done = read_items(items.existing)
     grader = Grader(cfg.equivalence, cfg.timeout_s)
@@ -236,7 +250,7 @@ def evaluate(
     try:
         with items:
             for name in cfg.benchmarks:
-                records = get_benchmark(name).load(data_files.get(name), limit)
+                records = benchmarks[name]
                 todo = [r for r in records if (name, r.id) not in done]
                 k = cfg.k_for(name)
                 bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=name,

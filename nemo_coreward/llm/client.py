@@ -20,12 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from nemo_coreward.errors import UserError
 from nemo_coreward.io.jsonl import repair_text
 
 Messages = Sequence[dict[str, str]]
 
 
-class BackendError(RuntimeError):
+class BackendError(UserError, RuntimeError):
     """A failure that retrying will not fix (bad request, unknown model, bad response)."""
 
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from nemo_coreward.answers import FALLBACKS, MODES
+from nemo_coreward.errors import one_line_errors
 from nemo_coreward.io.atomic import atomic_write
 from nemo_coreward.io.jsonl import (
-    JsonlError,
     JsonlRows,
     dumps_line,
     parse_jsonl,
@@ -102,6 +102,7 @@ def read_input(found: JsonlRows, skip_bad: bool) -> tuple[list[InputLine], list[
     return parsed, skipped
 
 
+@one_line_errors("coreward score")
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="coreward score", description=__doc__.split("\n\n")[0])
     ap.add_argument("rollouts", help="input JSONL ('-' for standard input)")
@@ -115,22 +116,19 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--skip-bad", action="store_true", help="skip and count malformed lines")
     args = ap.parse_args(argv)
 
-    try:
-        if args.rollouts == "-":
-            found = parse_jsonl(sys.stdin.buffer.read(), "<stdin>", objects=False,
-                                skip_bad=args.skip_bad)
-        elif not os.path.isfile(args.rollouts):
-            raise FileNotFoundError(f"{args.rollouts}: no such file")
-        else:
-            found = read_jsonl(args.rollouts, objects=False, skip_bad=args.skip_bad)
-        lines, skipped = read_input(found, args.skip_bad)
-        config = RewardConfig(args.reward, args.equivalence, tuple(args.fallback), args.timeout)
-        policy = [x.rollout for x in lines if not x.teacher]
-        teacher = [x.rollout for x in lines if x.teacher]
-        scored = score_rollouts(policy, config, teacher=teacher or None)
-    except (BadLine, JsonlError, ValueError, OSError) as e:
-        print(f"coreward score: {e}", file=sys.stderr)
-        return 2
+    if args.rollouts == "-":
+        found = parse_jsonl(sys.stdin.buffer.read(), "<stdin>", objects=False,
+                            skip_bad=args.skip_bad)
+    elif not os.path.isfile(args.rollouts):
+        raise FileNotFoundError(f"{args.rollouts}: no such file (give a rollouts JSONL file, "
+                                "or - for standard input)")
+    else:
+        found = read_jsonl(args.rollouts, objects=False, skip_bad=args.skip_bad)
+    lines, skipped = read_input(found, args.skip_bad)
+    config = RewardConfig(args.reward, args.equivalence, tuple(args.fallback), args.timeout)
+    policy = [x.rollout for x in lines if not x.teacher]
+    teacher = [x.rollout for x in lines if x.teacher]
+    scored = score_rollouts(policy, config, teacher=teacher or None)
 
     out_rows, scores = [], iter(scored.scores)
     for x in lines:

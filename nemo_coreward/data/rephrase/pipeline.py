@@ -27,14 +27,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from nemo_coreward.data.records import PairRecord
+from nemo_coreward.data.rephrase import validate as V
 from nemo_coreward.data.rephrase.backends import (
     Backend,
     BackendError,
     RetryableError,
     SamplingConfig,
 )
-from nemo_coreward.data.rephrase import validate as V
 from nemo_coreward.data.rephrase.prompt import Template, solve_messages
+from nemo_coreward.errors import UserError
 from nemo_coreward.io.atomic import atomic_write
 from nemo_coreward.io.jsonl import JsonlAppender, JsonlRows
 from nemo_coreward.retry import call_with_retries
@@ -70,7 +71,7 @@ class RephraseConfig:
     template: Template = field(default_factory=Template)
 
 
-class PipelineError(RuntimeError):
+class PipelineError(UserError, RuntimeError):
     """The run stopped: the backend refused a request, or kept failing."""
 
 

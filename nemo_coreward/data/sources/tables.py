@@ -3,12 +3,15 @@
 Every hub loader goes through ``load_rows`` so that the same code reads the hub and a local
 copy: ``data_files`` (files or folders of parquet / JSON Lines) replaces the hub id, which
 is how users on a cluster without hub access point at a mirrored copy, and how the tests
-feed each loader a few rows written in the source's real format.
+feed each loader a few rows written in the source's real format. Where the hub cannot be
+reached, ``HubUnreachable`` says so in one line and names that way out.
 """
 from __future__ import annotations
 
 import math
 import os
+import socket
+import urllib.parse
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -17,6 +20,33 @@ TABLE_SUFFIXES = (".parquet", ".jsonl", ".json")
 
 class SourceError(ValueError):
     """Bad source arguments or rows; the message names the source, file and column."""
+
+
+class HubUnreachable(SourceError):
+    """A hub data set cannot be read here; the way out is local files (``data_files``).
+    ``problem`` is the first half of the message, for callers that name the way out in
+    their own words (``coreward eval``'s ``--data-files NAME=PATH``)."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"{problem}; point --data-files at local parquet/JSONL copies of its "
+                         "files (see docs/data.md)")
+
+
+def _hub_problem(timeout_s: float = 3.0) -> str | None:
+    """Why the hub cannot be reached, or None. A plain TCP connect to the endpoint: without
+    it, ``datasets`` spends half a minute in five warned retries before the same failure."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return None  # offline mode reads the local cache: let datasets try it
+    parts = urllib.parse.urlsplit(constants.ENDPOINT)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=timeout_s).close()
+    except OSError as exc:
+        return f"{constants.ENDPOINT}: {getattr(exc, 'strerror', None) or exc}"
+    return None
 
 
 def expand_files(data_files: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
@@ -63,7 +93,15 @@ def load_rows(
             raise SourceError(f"data_files mix parquet and JSON files: {files}")
         return load_dataset(kinds.pop(), data_files={"local": files}, split="local",
                             cache_dir=cache_dir)
-    return load_dataset(hub_id, config, split=split, cache_dir=cache_dir)
+    problem = _hub_problem()
+    if problem is not None:
+        raise HubUnreachable(f"cannot reach the Hugging Face hub for {hub_id} ({problem})")
+    try:
+        return load_dataset(hub_id, config, split=split, cache_dir=cache_dir)
+    except (ConnectionError, OSError) as exc:  # datasets' hub and cache misses
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HubUnreachable(f"cannot read {hub_id} from the Hugging Face hub or its cache "
+                             f"({first})") from None
 
 
 def column(row: dict[str, Any], names: Sequence[str], *, where: str) -> Any:
