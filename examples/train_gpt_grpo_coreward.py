@@ -95,10 +95,14 @@ def refuse(err: Exception) -> None:
 
 
 def check_model(cfg) -> None:
-    """What the merged model config must satisfy before any weight is loaded."""
-    check_local_tokenizer(cfg.model.get("tokenizer"))
-    check_trt_llm_features(cfg.model, cfg.trainer.grpo.trt_llm.enable)
-    sequence_layout_of(cfg)
+    """What the merged model config must satisfy before any weight is loaded; refuses (exit 2)
+    a hub tokenizer, TensorRT-LLM for a model its build changes, unpaddable lengths."""
+    try:
+        check_local_tokenizer(cfg.model.get("tokenizer"))
+        check_trt_llm_features(cfg.model, cfg.trainer.grpo.trt_llm.enable)
+        sequence_layout_of(cfg)
+    except PlanError as err:
+        refuse(err)
 
 
 @hydra_runner(config_path="../conf", config_name="gpt_grpo_coreward")
@@ -109,9 +113,9 @@ def main(cfg) -> None:
         check_generation(coreward, cfg.trainer.grpo.trt_llm.enable, cfg.trainer.grpo.trt_llm.reshard)
         apply_tokenizer_override(cfg.model)
         cfg.model = load_and_override_model_config(cfg.pretrained_checkpoint.restore_from_path, cfg.model)
-        check_model(cfg)
-    except (ConfigError, PlanError) as err:
+    except ConfigError as err:
         refuse(err)
+    check_model(cfg)
     logging.info(f"\n{OmegaConf.to_yaml(cfg)}")
 
     trainer = resolve_and_create_trainer(cfg, "grpo")
