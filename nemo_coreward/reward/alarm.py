@@ -63,8 +63,8 @@ class AlarmConfig:
     step moves by ~0.1 from step to step, and twin agreement over 8 pairs by 0.125, so a
     5-step mean held for 2 points does not fire on noise around a flat line. ``gap`` 0.15 and
     ``gap_rise`` 0.20 stay above the honest runs of docs/results.md, whose consensus and
-    label accuracy rose together (gap within 0.07); ``split`` 0.5 stays above their largest
-    within-phrasing versus across-phrasing difference (about 0.40). Scale ``window`` with
+    label accuracy rose together (gap at most 0.08); ``split`` 0.5 stays above their largest
+    within-phrasing versus across-phrasing difference (0.42). Scale ``window`` with
     the run's length.
     """
 
