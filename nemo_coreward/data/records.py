@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from nemo_coreward.io.atomic import atomic_file
-from nemo_coreward.io.jsonl import JsonlError, read_jsonl, write_jsonl
+from nemo_coreward.io.jsonl import JsonlError, read_jsonl, repair_text, write_jsonl
 
 REQUIRED_KEYS = ("id", "question")
 OPTIONAL_KEYS = ("rephrasings", "answer", "source", "meta")
@@ -225,7 +225,8 @@ def _parquet_table(records: list[PairRecord]):
         "source": [r.source for r in records],
         "meta": [json.dumps(r.meta, ensure_ascii=False) for r in records],
     }
-    return pa.table(columns, schema=schema)
+    # Text from a hub set may hold lone surrogates, which Arrow cannot store as UTF-8.
+    return pa.table(repair_text(columns)[0], schema=schema)
 
 
 def write_records(records: Iterable[PairRecord], path: str | os.PathLike) -> Path:
