@@ -73,8 +73,9 @@ def _data_files(items: list[str]) -> dict[str, list[str]]:
 
 
 def _config(args: argparse.Namespace):
-    from nemo_coreward.embedded.prompts import PAPER_SYSTEM, PromptConfig
+    from nemo_coreward.embedded.prompts import PromptConfig
     from nemo_coreward.eval.runner import PRESETS, EvalConfig
+    from nemo_coreward.llm.prompts import PAPER_SYSTEM
 
     values: dict[str, Any] = dict(DEFAULTS)
     if args.preset:

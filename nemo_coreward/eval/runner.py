@@ -29,13 +29,14 @@ from typing import Any
 
 from nemo_coreward.answers import FALLBACKS, MODES, Grader, extract_answer
 from nemo_coreward.data import PairRecord
-from nemo_coreward.embedded.prompts import PAPER_SYSTEM, PromptConfig
+from nemo_coreward.embedded.prompts import PromptConfig
 from nemo_coreward.errors import UserError
 from nemo_coreward.eval.backends import GenerationBackend
 from nemo_coreward.eval.benchmarks import BENCHMARKS, get_benchmark, level_of
 from nemo_coreward.eval.metrics import ItemScores, aggregate, breakdown, is_correct, maj_at_k
 from nemo_coreward.io.atomic import atomic_write
 from nemo_coreward.io.jsonl import JsonlAppender, JsonlRows, read_jsonl
+from nemo_coreward.llm.prompts import PAPER_SYSTEM
 
 ITEMS = "items.jsonl"
 SETTINGS = "settings.json"

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from nemo_coreward.llm.prompts import PAPER_SYSTEM
+
 START = "### RESULT_START"
 END = "### RESULT_END"
 ORIGINAL = "ORIGINAL:"
@@ -42,7 +44,7 @@ explanation):
 
 # The system turn the papers train and evaluate with; also used to solve both phrasings
 # in the answer-consistency check.
-SOLVE_SYSTEM = "Let's think step by step and output the final answer within \\boxed{}."
+SOLVE_SYSTEM = PAPER_SYSTEM  # the consistency check solves as the papers' models are prompted
 
 
 class ParseError(ValueError):

@@ -29,9 +29,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from nemo_coreward.answers import Grader, extract_answer
-from nemo_coreward.reward.voting import majority_vote
-
 from nemo_coreward.data.rephrase.prompt import ParseError, parse_result
+from nemo_coreward.reward.voting import majority_vote
 
 
 @dataclass(frozen=True)
