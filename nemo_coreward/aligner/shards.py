@@ -6,10 +6,10 @@ trains the whole gathered batch, and ``ReinforceTrainer.fit`` splits each rank's
 optimiser steps of ``model.global_batch_size / DP`` rows in order, so DP >= 2 trained the
 same rows on every replica, in DP optimiser steps per rollout batch instead of one. The
 trainer instead scores and computes advantages on the whole gathered batch (twin votes and
-group statistics need every row), then gives rank r the contiguous rows
-[r B/DP, (r + 1) B/DP): each row is trained exactly once per step, and
-``fit``'s split then yields B / global_batch_size optimiser steps (one with the default
-global_batch_size = rollouts per step).
+group statistics need every row), then gives each rank its 1/DP share of every optimiser
+step's rows (``shard_rows``): each row is trained exactly once per step, ``fit``'s split
+yields B / global_batch_size optimiser steps (one with the default global_batch_size =
+rollouts per step), and each step trains the same rows whatever the DP size.
 
 The loss weights of each optimiser step are computed once on that step's global rows
 (``nemo_coreward.rl.token_weights``), so whatever the micro-batching and DP split, every
@@ -32,24 +32,28 @@ def _check(num_rows: int, dp_size: int) -> int:
     return num_rows // dp_size
 
 
-def shard_rows(num_rows: int, dp_rank: int, dp_size: int) -> Tensor:
-    """Indices (num_rows / dp_size,) long of the gathered batch's rows rank ``dp_rank`` trains."""
-    per_rank = _check(num_rows, dp_size)
-    if not 0 <= dp_rank < dp_size:
-        raise ValueError(f"data-parallel rank {dp_rank} outside [0, {dp_size})")
-    return torch.arange(dp_rank * per_rank, (dp_rank + 1) * per_rank)
+def shard_rows(num_rows: int, dp_rank: int, dp_size: int, global_batch_size: int) -> Tensor:
+    """Indices (num_rows / dp_size,) long of the gathered batch's rows rank ``dp_rank`` trains.
 
-
-def optimizer_step_of_rows(num_rows: int, dp_size: int, global_batch_size: int) -> Tensor:
-    """(num_rows,) long: the optimiser step (0, 1, ...) of the rollout batch each gathered
-    row is trained in, given ``shard_rows`` and ``fit``'s in-order split of each rank's rows
-    into pieces of global_batch_size / dp_size (NeMo's ``get_iterator_k_split``)."""
-    per_rank = _check(num_rows, dp_size)
+    Optimiser step j trains the gathered rows [j G, (j + 1) G) (G = global_batch_size);
+    rank r takes the r-th of their DP equal parts. ``fit`` cuts each rank's rows in order
+    into pieces of G / dp_size, so its j-th piece is exactly its part of step j: every
+    step trains the same rows whatever the DP size.
+    """
     per_step = _check(global_batch_size, dp_size)
-    if per_rank % per_step:
+    if num_rows % global_batch_size:
         raise ValueError(f"{num_rows} rollouts are not a whole number of optimiser steps of "
                          f"model.global_batch_size {global_batch_size}")
-    return (torch.arange(num_rows) % per_rank) // per_step
+    if not 0 <= dp_rank < dp_size:
+        raise ValueError(f"data-parallel rank {dp_rank} outside [0, {dp_size})")
+    starts = torch.arange(0, num_rows, global_batch_size) + dp_rank * per_step
+    return (starts[:, None] + torch.arange(per_step)[None, :]).flatten()
+
+
+def optimizer_step_of_rows(num_rows: int, global_batch_size: int) -> Tensor:
+    """(num_rows,) long: the optimiser step (0, 1, ...) of the rollout batch each gathered
+    row is trained in (``shard_rows``)."""
+    return torch.arange(num_rows) // global_batch_size
 
 
 def loss_mask(mask: Tensor, is_end: Tensor, truncated: str) -> Tensor:

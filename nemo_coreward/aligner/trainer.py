@@ -157,7 +157,7 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
         """This DP rank's rows (``aligner.shards``), with their log-probs."""
         rows = shard_rows(global_batch["response_tokens"].size(0),
                           parallel_state.get_data_parallel_rank(),
-                          parallel_state.get_data_parallel_world_size())
+                          parallel_state.get_data_parallel_world_size(), self.cfg.model_gbs)
         batch = ReinforceRolloutBatch({k: v[rows.to(v.device)].clone()
                                        for k, v in global_batch.items()})
         with self.timer("logprobs"):
@@ -176,15 +176,15 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
         mask = create_mask(values=logprobs, prompt_lengths=local_batch["prompt_lengths"],
                            response_lengths=local_batch["response_lengths"])
         kl_cfg = self.coreward.kl
+        num_rows = global_batch["response_tokens"].size(0)
         kl = None
         if self.compute_init_policy_kl:
-            kl = _all_gather_dp(sequence_kl(logprobs, local_batch["init_logprobs"], mask,
-                                            kl_cfg.type))
+            kl = _gather_rows(sequence_kl(logprobs, local_batch["init_logprobs"], mask,
+                                          kl_cfg.type), num_rows, self.cfg.model_gbs)
         terms = reinforce_terms(
             global_batch["rewards"], global_batch["pair_id"], global_batch["side"],
             estimator=self.coreward.advantage.estimator, eps=self.coreward.advantage.eps,
             kl=kl if kl_cfg.mode == "reward" else None, kl_coef=kl_cfg.coef)
-        num_rows = global_batch["response_tokens"].size(0)
         global_mask = loss_mask(
             create_mask(values=torch.empty(num_rows, global_batch["response_tokens"].size(1) - 1),
                         prompt_lengths=global_batch["prompt_lengths"].cpu(),
@@ -192,8 +192,7 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
             global_batch["is_end"].cpu(), self.coreward.loss.truncated)
         weights = step_loss_weights(
             global_mask, self.coreward.loss.agg, global_batch["side"].cpu(),
-            optimizer_step_of_rows(num_rows, parallel_state.get_data_parallel_world_size(),
-                                   self.cfg.model_gbs))
+            optimizer_step_of_rows(num_rows, self.cfg.model_gbs))
         device = logprobs.device
         rows_cpu = rows.cpu()
         data = {"mask": global_mask[rows_cpu].to(device, logprobs.dtype),
@@ -325,16 +324,19 @@ def training_seq_len_multiple(model_cfg: Any, fixed_length: int | None) -> int:
     return multiple
 
 
-def _all_gather_dp(local: torch.Tensor) -> torch.Tensor:
-    """Concatenate equal-size (n,) shards over the DP group in rank order (= the gathered
-    batch's order, ``shard_rows``)."""
+def _gather_rows(local: torch.Tensor, num_rows: int, global_batch_size: int) -> torch.Tensor:
+    """(num_rows,) in the gathered batch's order, from each DP rank's values (n,) of its
+    ``shard_rows``."""
     size = parallel_state.get_data_parallel_world_size()
-    if size == 1:
-        return local
-    parts = [torch.empty_like(local) for _ in range(size)]
-    torch.distributed.all_gather(parts, local.contiguous(),
-                                 group=mcore_parallel_state.get_data_parallel_group())
-    return torch.cat(parts)
+    parts = [local]
+    if size > 1:
+        parts = [torch.empty_like(local) for _ in range(size)]
+        torch.distributed.all_gather(parts, local.contiguous(),
+                                     group=mcore_parallel_state.get_data_parallel_group())
+    out = torch.empty(num_rows, dtype=local.dtype, device=local.device)
+    for rank, part in enumerate(parts):
+        out[shard_rows(num_rows, rank, size, global_batch_size).to(local.device)] = part
+    return out
 
 
 def _device() -> str:

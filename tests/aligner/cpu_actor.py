@@ -41,12 +41,20 @@ def fingerprint(state) -> float:
 
 
 class CpuActor:
-    def __init__(self, loss: LossConfig, seed: int = 0) -> None:
+    """``keyed``: each answer is drawn from (seed, pair, side, how often that (pair, side)
+    was generated), so runs with different data-parallel layouts generate the same rollouts;
+    otherwise from one sequential generator (``generator``, whose state a resumed run
+    restores). Gradients are averaged over Megatron-core's DP group after backward, as
+    Megatron's DDP and NeMo's optimisers do."""
+
+    def __init__(self, loss: LossConfig, seed: int = 0, keyed: bool = False) -> None:
         self.tokenizer = CharTokenizer()
         self.model = TinyPolicy()
         self.init_policy_state_dict = teacher_from_state(self.model.state_dict())
         self.coreward_loss = loss
         self.generator = torch.Generator().manual_seed(seed)
+        self.seed, self.keyed = seed, keyed
+        self.draws: dict[tuple[int, int], int] = {}
         self.calls: list[str] = []
         self.loss_batches: list[dict[str, torch.Tensor]] = []
         self.generated: list[tuple[int, int, str, str]] = []  # (pair, side, who, text)
@@ -72,7 +80,7 @@ class CpuActor:
     def _generate(self, batch, who):
         texts = []
         for pair, side in zip(batch["pair_id"].tolist(), batch["side"].tolist()):
-            k = int(torch.randint(0, 4, (1,), generator=self.generator))
+            k = int(torch.randint(0, 4, (1,), generator=self._generator_for(pair, side, who)))
             texts.append("hmm" if k == 3 else f"\\boxed{{{pair % 2 + k}}}")
             self.generated.append((pair, side, who, texts[-1]))
         ids = [self.tokenizer.text_to_ids(t) + [EOS] for t in texts]
@@ -86,6 +94,13 @@ class CpuActor:
                "response_lengths": lengths + torch.tensor([len(i) for i in ids]),
                "is_end": torch.ones(len(ids), dtype=torch.bool)}
         return copy_twin_keys(batch, out)
+
+    def _generator_for(self, pair: int, side: int, who: str) -> torch.Generator:
+        if not self.keyed:
+            return self.generator
+        key = (pair, side if who == "policy" else side + 100)
+        count = self.draws[key] = self.draws.get(key, -1) + 1
+        return torch.Generator().manual_seed(hash((self.seed, *key, count)) % 2**62)
 
     def infer(self, batch):
         self.calls.append("infer")
@@ -126,11 +141,21 @@ class CpuActor:
         pass
 
     def get_loss_and_metrics(self, batch, forward_only):
+        """One micro-batch per optimiser step; the loss is scaled by the DP size and the
+        gradients averaged over DP, as the Megatron actor does (``aligner.actor``)."""
+        from megatron.core import parallel_state
+
         self.loss_batches.append({k: v.clone() for k, v in batch.items()})
+        dp = parallel_state.get_data_parallel_world_size()
         loss, metrics = actor_loss(self.model.logprobs(batch["response_tokens"]), batch,
-                                   self.coreward_loss)
+                                   self.coreward_loss, scale=dp)
         if not forward_only:
             loss.backward()
+            if dp > 1:
+                for param in self.model.parameters():
+                    torch.distributed.all_reduce(param.grad,
+                                                 group=parallel_state.get_data_parallel_group())
+                    param.grad /= dp
         return float(loss.detach()), {k: float(v) for k, v in metrics.items()}
 
 

@@ -2,15 +2,12 @@
 
 A duck-typed actor (cpu_actor.py) stands in for the Megatron actor; NeMo-Aligner's own
 fit loop, rollout stacking/gathering, batch iterator, sampler and dataloader builder run
-for real in a one-process gloo group. Only ``torch.cuda.current_device`` and
-``torch.cuda.synchronize`` are patched (NeMo-Aligner allocates its gather buffers on the
-current CUDA device).
+for real in a one-process gloo group (set-up and CPU patches: fit_setup.py).
 """
 from __future__ import annotations
 
 import json
 import socket
-from functools import partial
 
 import pytest
 import torch
@@ -18,21 +15,13 @@ import torch
 pytest.importorskip("nemo_aligner")
 pytest.importorskip("megatron.core")
 
-from omegaconf import OmegaConf  # noqa: E402
-
 from nemo_coreward.aligner.config import CoRewardConfig  # noqa: E402
-from nemo_coreward.aligner.data import TwinPromptDataset, twin_collate  # noqa: E402
-from nemo_coreward.aligner.scoring import ParallelLayout, RewardRouter  # noqa: E402
-from nemo_coreward.aligner.teacher import TeacherRollouts, TeacherStore, teacher_from_state  # noqa: E402
-from nemo_coreward.data.records import PairRecord  # noqa: E402
+from nemo_coreward.aligner.teacher import TeacherStore, teacher_from_state  # noqa: E402
 from nemo_coreward.reward import RewardConfig, Rollout, score_rollouts  # noqa: E402
 from nemo_coreward.rl import grpo_advantages  # noqa: E402
-from nemo_coreward.server import LocalScorer  # noqa: E402
 
-from .cpu_actor import CpuActor, Recorder, fingerprint  # noqa: E402
-from .helpers import CharTokenizer  # noqa: E402
-
-PAIRS_PER_STEP, N = 4, 3
+from .cpu_actor import fingerprint  # noqa: E402
+from .fit_setup import PAIRS_PER_STEP, N, build, patch_cuda_for_cpu  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -52,62 +41,7 @@ def one_rank():
 
 @pytest.fixture
 def cpu_cuda(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: "cpu")
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
-    # NeMo-Aligner's rebalance_nd_tensor all-gathers a 0-d count, which NCCL accepts and
-    # gloo refuses ("expected (), got (1)"): give gloo the same count as a (1,) tensor.
-    gather = torch.distributed.all_gather_into_tensor
-
-    def gather_0d_as_1d(output, inp, *args, **kwargs):
-        return gather(output, inp.reshape(1) if inp.dim() == 0 else inp, *args, **kwargs)
-
-    monkeypatch.setattr(torch.distributed, "all_gather_into_tensor", gather_0d_as_1d)
-
-
-def _build(coreward: CoRewardConfig, tmp_path, teacher: bool = False, max_steps: int = 2,
-           interval: int = 2, alarm_history=None, time_limit_after=None):
-    from nemo_aligner.data.nlp.builders import build_dataloader
-    from nemo_aligner.utils.batch_iterators import get_batch_iterator_cls
-
-    from nemo_coreward.aligner.trainer import CoRewardGRPOTrainer
-
-    sides = coreward.data.num_sides
-    cfg = OmegaConf.create({
-        "model": {"seed": 7, "data": {"num_workers": 0}},
-        "trainer": {"grpo": {
-            "max_epochs": 1, "max_steps": max_steps, "val_check_interval": interval,
-            "save_interval": interval,
-            "gradient_clip_val": 0, "initial_policy_kl_penalty": 0.0, "use_absolute_kl": True,
-            "num_rollouts_per_prompt": N, "rollout_batch_seq_length": None,
-            "model_gbs": PAIRS_PER_STEP * sides * N, "model_mbs": 1}}})
-    records = [PairRecord(f"r{i}", f"What is {i}+{i}?", (f"Twice {i}?",), str(i % 2 + 1))
-               for i in range(12)]
-    datasets = {name: TwinPromptDataset(records[:n], CharTokenizer(), max_prompt_length=64,
-                                        data=coreward.data, name=name)
-                for name, n in (("train", 12), ("validation", 4))}
-    collate = partial(twin_collate, response_length=16, eos_id=0)
-    actor = CpuActor(coreward.loss_config())
-    if teacher:
-        actor.teacher = TeacherRollouts(teacher_from_state(actor.model.state_dict()),
-                                        coreward.teacher.averaging(), actor.engine_weights)
-        actor.init_policy_state_dict = actor.teacher.state
-    optimizer = torch.optim.SGD(actor.model.parameters(), lr=0.5)
-    recorder = Recorder(time_limit_after)
-    trainer = CoRewardGRPOTrainer(
-        cfg=cfg.trainer.grpo, model=actor, optimizer=optimizer,
-        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
-        train_dataloader_builder=partial(build_dataloader, cfg=cfg, dataset=datasets["train"],
-                                         mbs=2, gbs=PAIRS_PER_STEP, collate_fn=collate,
-                                         load_gbs=False),
-        val_dataloader_builder=partial(build_dataloader, cfg=cfg, dataset=datasets["validation"],
-                                       mbs=2, gbs=4, collate_fn=collate, load_gbs=False,
-                                       use_random_sampler=False),
-        collate_fn=collate, rm=RewardRouter(LocalScorer(), ParallelLayout.from_megatron()),
-        batch_iterator_cls=get_batch_iterator_cls({}), logger=recorder, ckpt_callback=recorder,
-        run_timer=recorder, coreward=coreward,
-        teacher_store=TeacherStore(tmp_path / "teacher") if teacher else None,
-        alarm_history=alarm_history)
-    return trainer, actor, recorder, datasets
+    patch_cuda_for_cpu(monkeypatch.setattr)
 
 
 def _step_rollouts(actor, who, step_index, per_step):
@@ -118,7 +52,7 @@ def _step_rollouts(actor, who, step_index, per_step):
 def test_two_grpo_steps_log_real_rewards_feed_grpo_advantages_and_count_pairs(
         one_rank, cpu_cuda, tmp_path):
     coreward = CoRewardConfig()  # co_reward, KL 0.005 k3 as a loss term
-    trainer, actor, rec, data = _build(coreward, tmp_path)
+    trainer, actor, rec, data = build(coreward, tmp_path)
     before = [p.detach().clone() for p in actor.model.parameters()]
     trainer.fit()
 
@@ -162,7 +96,7 @@ def test_teacher_generates_after_the_policy_with_averaged_weights_and_is_saved(
     coreward = CoRewardConfig.from_mapping({
         "reward": {"name": "co_rewarding_combined"}, "kl": {"coef": 0.001},
         "teacher": {"alpha": 0.5}})
-    trainer, actor, rec, data = _build(coreward, tmp_path, teacher=True)
+    trainer, actor, rec, data = build(coreward, tmp_path, teacher=True)
     teacher0 = {k: v.clone() for k, v in actor.teacher.state.items()}
     trainer.fit()
 
@@ -211,10 +145,10 @@ def test_a_resumed_teacher_run_repeats_the_uninterrupted_one(one_rank, cpu_cuda,
     coreward = CoRewardConfig.from_mapping({
         "reward": {"name": "co_rewarding_ii"}, "kl": {"coef": 0.001},
         "teacher": {"alpha_start": 0.5, "alpha_end": 0.1}})
-    whole, whole_actor, _, _ = _build(coreward, tmp_path / "whole", teacher=True, max_steps=4)
+    whole, whole_actor, _, _ = build(coreward, tmp_path / "whole", teacher=True, max_steps=4)
     whole.fit()
 
-    first, actor, rec, _ = _build(coreward, tmp_path / "split", teacher=True, max_steps=4,
+    first, actor, rec, _ = build(coreward, tmp_path / "split", teacher=True, max_steps=4,
                                   time_limit_after=2)
     first.fit()
     saved = {k: int(v) for k, v in rec.saves[-1].items()}  # what the checkpoint's name holds
@@ -222,7 +156,7 @@ def test_a_resumed_teacher_run_repeats_the_uninterrupted_one(one_rank, cpu_cuda,
     weights, sampler_rng = _trained(actor), actor.generator.get_state()
     generated_before = list(actor.generated)
 
-    second, actor2, _, _ = _build(coreward, tmp_path / "split", teacher=True, max_steps=4)
+    second, actor2, _, _ = build(coreward, tmp_path / "split", teacher=True, max_steps=4)
     actor2.model.load_state_dict(weights)  # NeMo restores the policy from the checkpoint
     actor2.generator.set_state(sampler_rng)  # TensorRT-LLM's sampling: not part of the test
     second.load_state_dict(saved)
@@ -252,7 +186,7 @@ def test_the_collapse_alarm_stops_the_fit_loop_with_a_save(one_rank, cpu_cuda, t
     coreward = CoRewardConfig.from_mapping({
         "alarm": {**ALWAYS_FIRES, "stop": True},
         "validation_reward": {"name": "ground_truth"}})
-    trainer, actor, rec, _ = _build(coreward, tmp_path, max_steps=6, interval=3,
+    trainer, actor, rec, _ = build(coreward, tmp_path, max_steps=6, interval=3,
                                     alarm_history=history)
     trainer.fit()
 
@@ -267,7 +201,7 @@ def test_the_collapse_alarm_stops_the_fit_loop_with_a_save(one_rank, cpu_cuda, t
     assert trainer.alarm.result.step == 2
 
     # a restart restored at step 1 forgets the rows after it
-    again, _, _, _ = _build(coreward, tmp_path, max_steps=6, interval=3, alarm_history=history)
+    again, _, _, _ = build(coreward, tmp_path, max_steps=6, interval=3, alarm_history=history)
     assert [r["step"] for r in again.alarm.rows] == [1, 2, 2]
     again.load_state_dict({"step": 1, "consumed_samples": PAIRS_PER_STEP, "epoch": 0,
                            "reinforce_optimization_step": 1})
@@ -277,7 +211,7 @@ def test_the_collapse_alarm_stops_the_fit_loop_with_a_save(one_rank, cpu_cuda, t
 
 def test_without_stop_the_alarm_only_flags_the_metric(one_rank, cpu_cuda, tmp_path):
     coreward = CoRewardConfig.from_mapping({"alarm": ALWAYS_FIRES})
-    trainer, _, rec, _ = _build(coreward, tmp_path, max_steps=3, interval=3)
+    trainer, _, rec, _ = build(coreward, tmp_path, max_steps=3, interval=3)
     trainer.fit()
     rollout_logs = [m for prefix, _, m in rec.metrics if prefix == "train_rollouts/"]
     assert [m["coreward_alarm_fired"] for m in rollout_logs] == [0.0, 1.0, 1.0]
