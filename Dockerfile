@@ -6,6 +6,9 @@
 #
 #   docker build -t nemo-coreward:25.02 .
 #   examples/ngc/run_local.sh (one machine) or examples/slurm/*.sbatch (pyxis: CONTAINER=...)
+# The build ends by composing a shipped config with `coreward preflight` (the front door the
+# launchers run before any GPU work). Hub access stays possible in the image; the launchers
+# set HF_HUB_OFFLINE=1 / TRANSFORMERS_OFFLINE=1 for training.
 FROM nvcr.io/nvidia/nemo:25.02
 
 WORKDIR /opt/nemo_coreward
@@ -19,6 +22,7 @@ RUN python -c "import nemo_aligner, megatron.core, torch; print('nemo_aligner', 
  && pip install --no-cache-dir --no-deps -e . \
  && pip install --no-cache-dir -c /tmp/container-constraints.txt \
         "math-verify[antlr4_9_3]>=0.7" "nvidia-pytriton>=0.5.10" \
- && python -c "import nemo_coreward.aligner.config, nemo_coreward.server, math_verify; print('nemo_coreward ok')"
+ && python -c "import nemo_coreward.aligner.config, nemo_coreward.server, math_verify; print('nemo_coreward ok')" \
+ && coreward preflight --config-name gpt_grpo_coreward_llama31_8b --train-pairs 7500 --time-limit 4:00:00
 
 ENV PYTHONUNBUFFERED=1

@@ -23,11 +23,22 @@ def test_shell_syntax(path):
 @pytest.mark.parametrize("path", SBATCH, ids=lambda p: p.name)
 def test_sbatch_settings_are_variables_and_container_is_optional(path):
     text = path.read_text()
-    for name in ("CONTAINER", "VENV", "ACTOR_VENV", "NEMO_CKPT", "TRAIN_DATA", "VAL_DATA", "RESULTS",
-                 "GPUS_PER_NODE", "SERVER_HTTP_PORT", "SERVER_WORKERS", "ACTOR_CMD"):
+    for name in ("CONTAINER", "VENV", "ACTOR_VENV", "NEMO_CKPT", "HF_MODEL_DIR", "TRAIN_DATA", "VAL_DATA",
+                 "RESULTS", "GPUS_PER_NODE", "SERVER_HTTP_PORT", "SERVER_WORKERS", "ACTOR_CMD", "TIME_LIMIT",
+                 "TIME_MARGIN"):
         assert re.search(rf"^{name}=\$\{{{name}:-", text, re.M), f"{name} is not a variable"
     assert "--mpi=pmix" in text and "--container-image=" in text and "--no-container-mount-home" in text
     assert 'if [[ -n $CONTAINER ]]' in text  # empty container: run on the host
+
+
+@pytest.mark.parametrize("path", SCRIPTS[:3], ids=lambda p: p.name)
+def test_launchers_are_offline_and_run_preflight_first(path):
+    text = path.read_text()
+    assert re.search(r"HF_HUB_OFFLINE[=:-]+1", text) and re.search(r"TRANSFORMERS_OFFLINE[=:-]+1", text)
+    preflight = text.index("preflight --config-name")
+    launch = text.rindex("--mpi=pmix" if path.suffix == ".sbatch" else "mpirun")
+    assert preflight < text.index("serve host=") < launch
+    assert "model.tokenizer.type=\"$HF_MODEL_DIR\"" in text and "max_time_per_run=" in text
 
 
 def test_het_job_finds_the_server_with_scontrol():
