@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -347,3 +348,50 @@ def test_noisy_learning_with_twins_does_not_fire_with_defaults():
         r = rows(majority_ratio=noisy(0), pseudo_label_accuracy=noisy(0),
                  twin_agreement=noisy(-0.2))
         assert not collapse_alarm(r).fired
+
+
+def _reference_gap_step(other, maj, cfg, threshold, rise):
+    """The gap and split rules written out literally (quadratic): the first firing step."""
+    first = smoothed(maj, maj[0][0] + cfg.window - 1, cfg.window)
+
+    def m(step):
+        value = smoothed(maj, step, cfg.window)
+        return first if value is None else value
+
+    steps = [s for s, _ in other]
+    gap = {s: m(s) - smoothed(other, s, cfg.window) for s in steps}
+    held = 0
+    for i in range(cfg.min_points - 1, len(steps)):
+        now = steps[i]
+        ok = gap[now] >= threshold - 1e-12
+        if rise is not None:
+            low = min(steps[:i], key=lambda s: (gap[s], s))  # the first smallest
+            ok = (ok and gap[now] - gap[low] >= rise - 1e-12
+                  and m(now) - m(low) >= cfg.majority_rise - 1e-12)
+        held = held + 1 if ok else 0
+        if held >= cfg.patience:
+            return now
+    return None
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_gap_and_split_checks_match_the_rules_written_out(seed):
+    rng = random.Random(seed)
+    n = rng.randint(2, 40)
+    cfg = AlarmConfig(window=rng.randint(1, 6), patience=rng.randint(1, 3),
+                      min_points=rng.randint(2, 4), majority_rise=rng.choice([0.0, 0.1]),
+                      gap=rng.choice([0.0, 0.1, 0.2]), gap_rise=rng.choice([0.0, 0.1, 0.3]),
+                      split=rng.choice([0.1, 0.3, 0.5]), accuracy_keys=("heldout_accuracy",))
+    r = rows(majority_ratio=[round(rng.random(), 1) for _ in range(n)],
+             heldout_accuracy=[round(rng.random(), 1) if rng.random() < 0.4 else None
+                               for _ in range(n)],
+             twin_agreement=[round(rng.random(), 1) if rng.random() < 0.8 else None
+                             for _ in range(n)])
+    r.insert(0, {"step": 0, "heldout_accuracy": 0.5})  # before training, as the trainer adds
+    maj = series(r, "majority_ratio")
+    for rule, key, threshold, rise in (("gap", "heldout_accuracy", cfg.gap, cfg.gap_rise),
+                                       ("split", "twin_agreement", cfg.split, None)):
+        other = series(r, key)
+        expected = (_reference_gap_step(other, maj, cfg, threshold, rise)
+                    if len(other) >= cfg.min_points else None)
+        assert collapse_alarm(r, replace(cfg, rules=(rule,))).step == expected, rule
