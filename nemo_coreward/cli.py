@@ -23,7 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("nemo_coreward.server.cli", "serve the Co-Reward reward model (PyTriton)"),
     "eval": ("nemo_coreward.eval.cli", "evaluate a model on maths benchmarks"),
     "report": ("nemo_coreward.eval.report_cli", "plot and summarise run directories"),
-    "preflight": ("nemo_coreward.aligner.preflight", "check a NeMo-Aligner GRPO config; print its run plan"),
+    "preflight": ("nemo_coreward.aligner.preflight",
+                  "check a NeMo-Aligner GRPO config; print its run plan"),
 }
 
 

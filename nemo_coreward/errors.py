@@ -47,10 +47,13 @@ def report(prog: str, error: BaseException) -> int:
     return EXIT_USER_ERROR
 
 
-def one_line_errors(prog: str) -> Callable[[Callable[[list[str]], int]], Callable[[list[str]], int]]:
+Main = Callable[[list[str]], int]
+
+
+def one_line_errors(prog: str) -> Callable[[Main], Main]:
     """Decorate a command's ``main(argv) -> int`` so user errors end in one line, exit 2."""
 
-    def wrap(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+    def wrap(main: Main) -> Main:
         @functools.wraps(main)
         def run(argv: list[str]) -> int:
             try:

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Sequence
+from functools import cache
 
 from nemo_coreward.data.records import PairRecord
 
@@ -154,7 +154,7 @@ def split_of(problem: Problem) -> str:
     return "heldout" if share < HELDOUT_FRACTION else "train"
 
 
-@lru_cache(maxsize=None)
+@cache
 def pool(family: str, level: int, split: str) -> tuple[Problem, ...]:
     """All problems of one family and level in one split, in a fixed order."""
     return tuple(p for p in FAMILIES[family].problems(level) if split_of(p) == split)

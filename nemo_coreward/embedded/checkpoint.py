@@ -5,7 +5,8 @@ teacher when it moves (Co-rewarding-II; a frozen reference is reloaded from the 
 source instead of being stored), the step, and every random state the run draws from
 (torch CPU and CUDA, Python, numpy). It is streamed with ``torch.save`` through
 ``nemo_coreward.io.atomic_file`` (a temporary file, fsynced, renamed into place, the folder
-fsynced), so a crash mid-write never leaves a truncated checkpoint that a resume would pick. Only the newest ``keep_last`` are kept.
+fsynced), so a crash mid-write never leaves a truncated checkpoint that a resume would
+pick. Only the newest ``keep_last`` are kept.
 
 Not Lightning Fabric's ``save``: it serialises the whole checkpoint into memory first and
 then copies that buffer once more (``_atomic_save``), so a 1.6 GB checkpoint of the 135M

@@ -17,7 +17,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from nemo_coreward.io.atomic import atomic_write
 from nemo_coreward.io.jsonl import JsonlError, append_jsonl, cut_after, read_jsonl
@@ -33,7 +33,7 @@ def new_run_dir(output_root: str, name: str) -> Path:
     return path
 
 
-def latest_run_dir(output_root: str, name: str) -> Optional[Path]:
+def latest_run_dir(output_root: str, name: str) -> Path | None:
     """The newest ``<output_root>/<name>-*`` that holds a config (for ``resume=true``)."""
     root = Path(output_root)
     if not root.is_dir():

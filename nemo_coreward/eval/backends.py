@@ -144,7 +144,8 @@ class OpenAIBackend:
         c = self.config
         return call_with_retries(
             lambda: self.client.generate(messages(question, self.prompt), sampling, n),
-            retry_on=RetryableError, retries=c.retries, backoff_s=c.backoff_s, backoff_max_s=c.backoff_max_s,
+            retry_on=RetryableError, retries=c.retries, backoff_s=c.backoff_s,
+            backoff_max_s=c.backoff_max_s,
         )
 
     def generate(self, questions: Sequence[str], n: int, temperature: float,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -93,7 +92,7 @@ class OpenAIChatBackend:
             if exc.code == 429 or exc.code >= 500:
                 raise RetryableError(f"HTTP {exc.code} from {self.url}: {detail}") from None
             raise BackendError(f"HTTP {exc.code} from {self.url}: {detail}") from None
-        except (socket.timeout, TimeoutError) as exc:
+        except TimeoutError as exc:
             raise RetryableError(f"timed out after {self.timeout_s}s: {self.url} ({exc})") from None
         except (urllib.error.URLError, ConnectionError, OSError) as exc:
             raise RetryableError(f"cannot reach {self.url}: {exc}") from None

@@ -31,7 +31,7 @@ def test_sigkill_with_a_torn_metrics_line_resumes(tiny_model_dir, tmp_path):
     assert 3 <= logged < 500 and saved >= 2
     # The kill landed between two writes; make it land inside one, as it can.
     with (run / "metrics.jsonl").open("a") as fh:
-        fh.write('{"step": %d, "reward_mean": 0.' % (logged + 1))
+        fh.write(f'{{"step": {logged + 1}, "reward_mean": 0.')
 
     steps = saved + 2
     rerun = subprocess.run([*args[:-4], f"train.steps={steps}", *args[-3:]],

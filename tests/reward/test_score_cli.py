@@ -57,7 +57,8 @@ def test_skip_bad_counts(tmp_path):
     rows = [{"pair_id": 1, "side": s, "response": r"\boxed{1}"} for s in (0, 1)]
     src.write_text(json.dumps(rows[0]) + "\n{oops\n" + json.dumps(rows[1]) + "\n")
     out, metrics = tmp_path / "o.jsonl", tmp_path / "m.json"
-    assert main(["score", str(src), "--out", str(out), "--metrics", str(metrics), "--skip-bad"]) == 0
+    assert main(["score", str(src), "--out", str(out), "--metrics", str(metrics),
+                 "--skip-bad"]) == 0
     assert [r["reward"] for r in _lines(out)] == [1.0, 1.0]
     assert json.loads(metrics.read_text())["skipped_lines"] == 1
 
@@ -107,5 +108,6 @@ def test_torn_last_line_is_skipped_and_the_rest_scored(tmp_path, capsys):
 
 
 def test_console_script_runs():
-    res = subprocess.run([sys.executable, "-m", "nemo_coreward.cli", "--help"], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "nemo_coreward.cli", "--help"],
+                         capture_output=True, text=True)
     assert res.returncode == 0 and "score" in res.stdout

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from nemo_coreward.answers import Grader, extract_answer
 from nemo_coreward.data.rephrase.prompt import ParseError, parse_result

@@ -6,9 +6,10 @@ valid ones. Hub sources read local files in the same format when given ``data_fi
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 from nemo_coreward.data.records import PairRecord
 from nemo_coreward.data.sources import hub, offline, rephrased

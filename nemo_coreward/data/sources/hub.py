@@ -16,8 +16,9 @@ answer conventions are those of the published sets:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from nemo_coreward.data.records import PairRecord
 from nemo_coreward.data.sources.tables import SourceError, answer_text, column, load_rows

@@ -19,7 +19,7 @@ import importlib
 import random
 import sys
 import types
-from typing import Sequence
+from collections.abc import Sequence
 
 from nemo_coreward.data.records import PairRecord, load_records
 from nemo_coreward.data.sources.tables import SourceError
@@ -69,8 +69,8 @@ def _import_mathematics_dataset():
             from sympy.solvers.diophantine.diophantine import base_solution_linear
 
             diophantine_pkg.base_solution_linear = base_solution_linear
-        from mathematics_dataset.sample import polynomials
         import numpy
+        from mathematics_dataset.sample import polynomials
 
         if "object" not in vars(numpy) and not isinstance(polynomials.np, _NumpyWithObject):
             polynomials.np = _NumpyWithObject(numpy)

@@ -12,8 +12,9 @@ import math
 import os
 import socket
 import urllib.parse
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 TABLE_SUFFIXES = (".parquet", ".jsonl", ".json")
 
