@@ -56,6 +56,10 @@ def test_math_original_release_folder(tmp_path):
     assert [r.id for r in recs] == ["math-test-algebra-2", "math-test-algebra-10",
                                     "math-test-geometry-1"]
     assert [r.answer for r in recs] == ["-1", "5", "\\pi"]
+    broken = tmp_path / "MATH" / "test" / "geometry" / "2.json"
+    broken.write_text('{"problem": "cut off')
+    with pytest.raises(SourceError, match=rf"^{broken}: not a MATH problem file"):
+        load_source("math", split="test", data_files=[str(tmp_path / "MATH")])
 
 
 def test_math500_jsonl(tmp_path, cache):

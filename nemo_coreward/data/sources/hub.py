@@ -82,7 +82,11 @@ def load_math(
         if files is not None:
             out = []
             for path in files:
-                row = json.loads(path.read_text(encoding="utf-8"))
+                try:
+                    row = json.loads(path.read_text(encoding="utf-8"))
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    raise SourceError(f"{path}: not a MATH problem file ({exc}); fix or "
+                                      "remove it") from None
                 rid = f"math-{split}-{path.parent.name}-{path.stem}"
                 out.append(_math_record(row, rid, split, where=str(path)))
             return out
