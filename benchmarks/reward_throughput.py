@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import random
 import sys
 import time
@@ -58,7 +59,46 @@ def forms_of(kind: str, rng: random.Random) -> tuple[list[str], list[str]]:
     raise ValueError(kind)
 
 
+def symbolic_forms_of(kind: str, rng: random.Random) -> tuple[list[str], list[str]]:
+    """(equivalent spellings, wrong answers) for the symbolic kinds of MATH answers."""
+    a, b = rng.randint(1, 9), rng.randint(1, 9)
+    if kind == "poly":  # expanded and factored
+        return ([f"(x+{a})(x+{b})", f"x^2+{a + b}x+{a * b}", f"(x+{b})(x+{a})",
+                 f"x^{{2}} + {a + b}x + {a * b}"],
+                [f"(x-{a})(x+{b})", f"x^2+{a * b}", f"x^2+{a + b}x-{a * b}"])
+    if kind == "radical":
+        p = rng.choice([2, 3, 5, 6, 7])
+        return ([f"\\frac{{\\sqrt{{{p}}}}}{{{p}}}", f"\\frac{{1}}{{\\sqrt{{{p}}}}}", f"\\dfrac{{\\sqrt{p}}}{{{p}}}",
+                 f"\\frac{{{a}\\sqrt{{{p}}}}}{{{a * p}}}"],
+                [f"\\sqrt{{{p}}}", f"\\frac{{\\sqrt{{{p}}}}}{{2}}", f"{p}\\sqrt{{{p}}}"])
+    if kind == "pi":
+        return ([f"\\frac{{{a}\\pi}}{{{b + 1}}}", f"\\frac{{{a}}}{{{b + 1}}}\\pi", f"{a}\\pi/{b + 1}",
+                 f"\\dfrac{{{a}}}{{{b + 1}}}\\pi"],
+                [f"\\frac{{{a + 1}\\pi}}{{{b + 1}}}", f"{a}\\pi", f"\\frac{{\\pi}}{{{b + 2}}}"])
+    if kind == "tuple":
+        return ([f"({a}, -{b})", f"({a},-{b})", f"\\left({a}, -{b}\\right)", f"(\\frac{{{2 * a}}}{{2}}, -{b})"],
+                [f"(-{b}, {a})", f"({a}, {b})", f"({a}, -{b}, 0)"])
+    if kind == "interval":
+        return ([f"(-\\infty, {a}]", f"(-\\infty,{a}]", f"\\left(-\\infty, {a}\\right]"],
+                [f"(-\\infty, {a})", f"[{a}, \\infty)", f"(-\\infty, {a + 1}]"])
+    if kind == "set":
+        return ([f"\\{{{a}, {a + b}\\}}", f"\\{{{a + b}, {a}\\}}", f"\\{{{a},{a + b}\\}}"],
+                [f"\\{{{a}, {a + b + 1}\\}}", f"\\{{{a}\\}}"])
+    if kind == "fraction":
+        d = rng.choice([3, 7, 9, 11])
+        return ([f"\\frac{{{a}}}{{{d}}}", f"\\dfrac{{{a}}}{{{d}}}", f"{a}/{d}", f"\\tfrac{a}{d}",
+                 f"\\frac{{{2 * a}}}{{{2 * d}}}"],
+                [f"\\frac{{{d}}}{{{a}}}", f"\\frac{{{a + 1}}}{{{d}}}", f"{a / d:.2f}"])
+    raise ValueError(kind)
+
+
 KINDS = ["int"] * 10 + ["frac"] * 3 + ["decimal"] * 2 + ["expr"] * 2 + ["interval"] * 2 + ["sqrt"]
+SYMBOLIC_KINDS = ["poly"] * 3 + ["radical"] * 2 + ["pi"] * 2 + ["tuple", "interval", "set"] + ["fraction"] * 2
+# Answers a sampling policy also writes: broken LaTeX, a division by zero, a tower of
+# exponents, deep parentheses, an answer far too long to parse.
+PATHOLOGICAL = ["x^{x^{x^{x^{x}}}}", "\\frac{1}{0}", "\\sqrt{", "}{", "((((((((((x))))))))))",
+                "+".join(["y"] * 300), "\\left(1, \\right]"]
+MIXES = {"plain": (KINDS, forms_of), "symbolic": (SYMBOLIC_KINDS, symbolic_forms_of)}
 
 
 def reasoning(rng: random.Random, words: int) -> str:
@@ -67,11 +107,13 @@ def reasoning(rng: random.Random, words: int) -> str:
                   f"an earlier guess \\boxed{{{rng.randint(0, 9)}}} is refined. "
 
 
-def make_step(pairs: int, rollouts: int, seed: int, words: int) -> list[Rollout]:
+def make_step(pairs: int, rollouts: int, seed: int, words: int, mix: str = "plain") -> list[Rollout]:
+    """One step; the ``symbolic`` mix also writes a pathological answer in 2% of rollouts."""
+    kinds, forms = MIXES[mix]
     rng = random.Random(seed)
     out = []
     for p in range(pairs):
-        right, wrong = forms_of(rng.choice(KINDS), rng)
+        right, wrong = forms(rng.choice(kinds), rng)
         for side in (0, 1):
             for _ in range(rollouts):
                 u = rng.random()
@@ -79,6 +121,8 @@ def make_step(pairs: int, rollouts: int, seed: int, words: int) -> list[Rollout]
                     tail = f"The final answer is $\\boxed{{{rng.choice(right)}}}$."
                 elif u < 0.85:
                     tail = f"The final answer is $\\boxed{{{rng.choice(wrong)}}}$."
+                elif mix == "symbolic" and u < 0.87:
+                    tail = f"The final answer is $\\boxed{{{rng.choice(PATHOLOGICAL)}}}$."
                 else:
                     tail = "I could not finish."
                 out.append(Rollout(f"q{p}", side, reasoning(rng, words) + tail, right[0]))
@@ -89,8 +133,12 @@ def naive_rewards(rollouts: list[Rollout]) -> list[float]:
     """All-pairs math-verify inside each pair, greedy clusters, twin majority vote."""
     from math_verify import parse, verify
 
-    def parsed(a: str):
-        return parse("\\boxed{" + a + "}")
+    cache: dict[str, list] = {}
+
+    def parsed(a: str):  # parsing is deterministic: one parse per distinct answer
+        if a not in cache:
+            cache[a] = parse("\\boxed{" + a + "}")
+        return cache[a]
 
     answers = [extract_answer(r.response) for r in rollouts]
     by_pair: dict[str, list[int]] = {}
@@ -125,40 +173,40 @@ def naive_rewards(rollouts: list[Rollout]) -> list[float]:
             for i, r in enumerate(rollouts)]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pairs", type=int, default=128)
-    ap.add_argument("--rollouts", type=int, default=8)
-    ap.add_argument("--words", type=int, default=1500)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--naive-pairs", type=int, default=None,
-                    help="time the naive peer on this many pairs only and scale up (it is slow)")
-    args = ap.parse_args()
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, children too
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
-    step = make_step(args.pairs, args.rollouts, args.seed, args.words)
+
+def run_mix(mix: str, args: argparse.Namespace) -> bool:
+    """Time every mode and the peer on one step of ``mix``; True when the targets hold."""
+    step = make_step(args.pairs, args.rollouts, args.seed, args.words, mix)
     chars = sum(len(r.response) for r in step)
-    print(f"step: {args.pairs} pairs x 2 sides x {args.rollouts} rollouts = {len(step)} responses, "
-          f"{chars / len(step):,.0f} chars each on average")
+    print(f"\n[{mix} mix] {args.pairs} pairs x 2 sides x {args.rollouts} rollouts = {len(step)} "
+          f"responses, {chars / len(step):,.0f} chars each on average")
 
     t = time.perf_counter()
-    answers = [extract_answer(r.response) for r in step]
+    for r in step:
+        extract_answer(r.response)
     print(f"extract last \\boxed{{}} of all responses: {1e3 * (time.perf_counter() - t):.1f} ms")
 
-    # Start math-verify's child and its LaTeX parser outside the timing, as in a running
-    # trainer (the child lives across steps); no answer of the step is cached by this.
-    grader_for("math_verify", 1.0).group(["w^3+1", "(w+1)^3", r"\{7, 8\}"])
     results = {}
+    judge = grader_for("math_verify", 1.0)._judge
+    calls_before = judge.calls
     for mode in ("exact", "normalized", "math_verify"):
         t = time.perf_counter()
         scored = score_rollouts(step, RewardConfig("co_reward", mode))
         results[mode] = (time.perf_counter() - t, scored)
         print(f"ours  co_reward {mode:<11}: {results[mode][0]:7.3f} s  "
               f"reward_mean={scored.metrics['reward_mean']:.3f}")
-    judge = grader_for("math_verify", 1.0)._judge
-    print(f"      math-verify comparisons asked by ours: {judge.calls} "
-          f"(+{len(judge._parses)} single-answer parses), timeouts: {judge.timeouts}")
+    print(f"      math-verify comparisons asked by ours: {judge.calls - calls_before}, "
+          f"timeouts so far: {judge.timeouts}")
 
     subset = step if args.naive_pairs is None else step[: args.naive_pairs * 2 * args.rollouts]
     t = time.perf_counter()
@@ -173,10 +221,31 @@ def main() -> None:
     print(f"rewards identical to the naive peer: {mismatches == 0} ({mismatches} mismatches "
           f"of {len(naive)})")
     print(f"speed-up math_verify mode vs naive: {naive_s / ours_s:.1f}x (target >= 20x)")
-    print(f"whole step on one core: {ours_s:.3f} s (target < 1 s)")
-    ok = mismatches == 0 and naive_s / ours_s >= 20 and ours_s < 1.0
-    print("PASS" if ok else "FAIL")
-    sys.exit(0 if ok else 1)
+    print(f"whole step on one core: {ours_s:.3f} s (target <= 1 s)")
+    return mismatches == 0 and naive_s / ours_s >= 20 and ours_s <= 1.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pairs", type=int, default=128)
+    ap.add_argument("--rollouts", type=int, default=8)
+    ap.add_argument("--words", type=int, default=1500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mix", choices=sorted(MIXES), action="append",
+                    help="answer mix (repeatable; default: all)")
+    ap.add_argument("--naive-pairs", type=int, default=None,
+                    help="time the naive peer on this many pairs only and scale up (it is slow)")
+    args = ap.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, children too
+    print(f"CPU: {cpu_model()}; one core; load average {os.getloadavg()[0]:.2f}")
+
+    # Start math-verify's child and its LaTeX parser outside the timing, as in a running
+    # trainer (the child lives across steps); no answer of the step is cached by this.
+    grader_for("math_verify", 1.0).group(["w^3+1", "(w+1)^3", r"\{7, 8\}"])
+    ok = [run_mix(mix, args) for mix in args.mix or sorted(MIXES)]
+    print("PASS" if all(ok) else "FAIL")
+    sys.exit(0 if all(ok) else 1)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ Three modes, chosen by name:
   forms of *distinct* keys only, in a killable child process (``SymbolicJudge``).
   Two keys that are both plain numbers are decided here without sympy (exact rationals
   differ unless within 1e-6, where math-verify's 6-digit float rounding may still equate
-  them and so is asked), and so are simple expressions and intervals whose numeric
-  fingerprints prove them different (``fingerprint.py``); answers with a percent sign
-  always go to math-verify, which reads ``50%`` both as 0.5 and as 50.
+  them and so is asked); simple expressions, tuples, intervals and sets whose numeric
+  fingerprints prove them different are different (``fingerprint.py``), and those whose
+  exact expansions agree are equal (``exact.py``). Answers with a percent sign always go
+  to math-verify, which reads ``50%`` both as 0.5 and as 50; a tower of exponents
+  (``10^{10^{10^{10}}}``) never does: math-verify would only time out on it.
 
 Grouping is greedy in first-appearance order: each new key joins the first existing
 class whose representative it is equivalent to (representative as math-verify's gold),
@@ -22,9 +24,11 @@ A comparison that times out counts as "not equivalent" and is reported in
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Hashable, Literal, Sequence
 
+from nemo_coreward.answers.exact import canonical
 from nemo_coreward.answers.fingerprint import Fingerprint, clearly_different, fingerprint
 from nemo_coreward.answers.normalize import normalize, numeric_value
 from nemo_coreward.answers.symbolic import SymbolicJudge
@@ -32,6 +36,18 @@ from nemo_coreward.answers.symbolic import SymbolicJudge
 Mode = Literal["exact", "normalized", "math_verify"]
 MODES: tuple[str, ...] = ("exact", "normalized", "math_verify")
 NUMERIC_CLOSE = 1e-6
+FORMS_CACHE = 65536
+MAX_TOWER_SCAN = 4096  # longer answers are never parsed anyway
+_TOWER = re.compile(r"\^\{[^{}]*\^\{[^{}]*\^")  # a^{b^{c^...}}: sympy builds huge integers in C
+
+
+@dataclass(frozen=True)
+class Forms:
+    """What is known about one canonical key without the engine."""
+
+    fingerprint: Fingerprint | None
+    exact: Hashable | None
+    tower: bool
 
 
 @dataclass(frozen=True)
@@ -55,14 +71,16 @@ class Grader:
         self.mode = mode
         self.timeout_s = timeout_s
         self._judge = SymbolicJudge(timeout_s) if mode == "math_verify" else None
-        self._fingerprints: dict[str, Fingerprint | None] = {}
+        self._forms: dict[str, Forms] = {}
 
-    def _fingerprint(self, key: str) -> Fingerprint | None:
-        if key not in self._fingerprints:
-            if len(self._fingerprints) > 65536:
-                self._fingerprints.clear()
-            self._fingerprints[key] = fingerprint(key)
-        return self._fingerprints[key]
+    def _forms_of(self, key: str) -> Forms:
+        forms = self._forms.get(key)
+        if forms is None:
+            if len(self._forms) > FORMS_CACHE:
+                self._forms.clear()
+            tower = len(key) <= MAX_TOWER_SCAN and bool(_TOWER.search(key))
+            forms = self._forms[key] = Forms(fingerprint(key), canonical(key), tower)
+        return forms
 
     @property
     def timeouts(self) -> int:
@@ -83,16 +101,25 @@ class Grader:
             return True
         if self.mode != "math_verify":
             return False
+        fa, fb = self._forms_of(key_a), self._forms_of(key_b)
+        if fa.tower or fb.tower:
+            return False
         if "%" not in raw_a and "%" not in raw_b:  # math-verify reads 50% as 0.5 AND as 50
             va, vb = numeric_value(key_a), numeric_value(key_b)
             if va is not None and vb is not None and abs(va - vb) >= NUMERIC_CLOSE:
                 return False
-            fa, fb = self._fingerprint(key_a), self._fingerprint(key_b)
-            if clearly_different(fa, fb):
+            if clearly_different(fa.fingerprint, fb.fingerprint):
                 return False
-            if fa is not None and fb is not None:
+            if fa.exact is not None and fa.exact == fb.exact:
+                return True
+            if fa.fingerprint is not None and fb.fingerprint is not None:
                 # Small bounded arithmetic: cannot hang sympy, so skip the per-answer probe.
                 return self._judge.equivalent(raw_a, raw_b, probe=False)
+        # Probe an answer without a fingerprint alone first: if it is broken, the answer
+        # it meets is never parsed for it.
+        for raw, forms in ((raw_b, fb), (raw_a, fa)):
+            if forms.fingerprint is None and not self._judge.parsable(raw):
+                return False
         return self._judge.equivalent(raw_a, raw_b)
 
     def equivalent(self, a: str, b: str) -> bool:

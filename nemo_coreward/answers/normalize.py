@@ -25,7 +25,7 @@ _DROP = (
 _UNIT_TAIL = re.compile(r"(?<=\S)\s*\\(?:text|mbox|mathrm)\{\s*[A-Za-z][A-Za-z\s.^0-9]*\}\s*$")
 _WRAPPER = re.compile(r"\\(?:text|textbf|mbox|mathrm|mathbf|boxed)\{([^{}]*)\}")
 _LHS = re.compile(r"^[A-Za-z]\s*=\s*(?=\S)")
-_FRAC_SHORT = re.compile(r"\\frac(\d)(\d)")
+_FRAC_SHORT = re.compile(r"\\frac(\d)(\d)(?!\d)")  # \frac111: math-verify reads 1/11
 _FRAC_HALF = re.compile(r"\\frac(\d)(?=\{)|\\frac\{([^{}]*)\}(\d)")
 _SQRT_SHORT = re.compile(r"\\sqrt(\w)")
 _ONE_CHAR_GROUP = re.compile(r"([\^_])\{(\w)\}")

@@ -121,7 +121,9 @@ class SymbolicJudge:
         return json.loads(reply).get("eq")
 
     def parsable(self, answer: str) -> bool:
-        """Whether ``answer`` parses within the time limit; cached per answer."""
+        """Whether ``answer`` parses to a sympy object within the time limit; cached per
+        answer. One that does not (no parse, or only its text, which math-verify then
+        compares as text) equals nothing but itself, which keys already decide."""
         if len(answer) > MAX_SYMBOLIC_CHARS:
             return False
         if answer not in self._parses:

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from nemo_coreward.reward import RewardConfig, Rollout, score_rollouts
+from nemo_coreward.reward import RewardConfig, Rollout, grader_for, score_rollouts
 
 _rng = random.Random(0)
 _UNICODE = "".join(chr(_rng.randint(0x20, 0x2FFF)) for _ in range(5000))
@@ -23,6 +23,12 @@ ADVERSARIAL = {
     "null_bytes": "\x00\x01\boxed{\x00}",
     "hard_integral": r"\boxed{\int_0^\infty e^{-x^{x^x}} dx}",
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def started_engine():
+    """math-verify's child starts (seconds, once per process) before anything is timed."""
+    grader_for("math_verify", 1.0)._judge.parsable("x")
 
 
 @pytest.mark.parametrize("mode", ["exact", "normalized", "math_verify"])

@@ -1,0 +1,31 @@
+"""The fast ``math_verify`` path gives the all-pairs math-verify grader's rewards on the
+benchmark's symbolic mix (expanded and factored polynomials, radicals, multiples of pi,
+tuples, intervals, sets, fraction spellings, wrong, empty and pathological answers)."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from nemo_coreward.reward import RewardConfig, score_rollouts
+
+pytestmark = pytest.mark.slow
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "reward_throughput.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("reward_throughput", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("seed", [0, 11])
+def test_fast_path_equals_all_pairs_math_verify(bench, seed):
+    step = bench.make_step(pairs=12, rollouts=8, seed=seed, words=10, mix="symbolic")
+    # A generous time limit: a comparison cut short on a busy machine is not a drift.
+    ours = score_rollouts(step, RewardConfig("co_reward", "math_verify", timeout_s=30.0))
+    assert ours.rewards == bench.naive_rewards(step)
+    # The mix exercises equivalence beyond canonical keys, or this proves nothing.
+    keyed = score_rollouts(step, RewardConfig("co_reward", "normalized"))
+    assert sum(a != b for a, b in zip(ours.rewards, keyed.rewards)) >= 10
