@@ -54,7 +54,9 @@ from nemo_coreward.aligner.data import TwinPromptDataset, twin_collate
 from nemo_coreward.aligner.model_features import (
     apply_tokenizer_override,
     check_local_tokenizer,
+    check_rope_scaling,
     check_trt_llm_features,
+    hf_config_of,
 )
 from nemo_coreward.aligner.plan import PlanError, Schedule, lr_schedule, sequence_layout_of
 from nemo_coreward.aligner.scoring import ParallelLayout, RewardRouter
@@ -96,10 +98,12 @@ def refuse(err: Exception) -> None:
 
 def check_model(cfg) -> None:
     """What the merged model config must satisfy before any weight is loaded; refuses (exit 2)
-    a hub tokenizer, TensorRT-LLM for a model its build changes, unpaddable lengths."""
+    a hub tokenizer, TensorRT-LLM for a model its build changes, RoPE scaling other than the
+    Hugging Face model's, unpaddable lengths."""
     try:
-        check_local_tokenizer(cfg.model.get("tokenizer"))
+        tokenizer = check_local_tokenizer(cfg.model.get("tokenizer"))
         check_trt_llm_features(cfg.model, cfg.trainer.grpo.trt_llm.enable)
+        check_rope_scaling(cfg.model, hf_config_of(tokenizer))
         sequence_layout_of(cfg)
     except PlanError as err:
         refuse(err)

@@ -19,9 +19,14 @@ Upstream facts (NeMo 2.2.0, the NeMo of nvcr.io/nvidia/nemo:25.02):
   Qwen2) are dropped, so the engine would sample from a different model than the one
   trained. NeMo-Aligner's ``load_and_override_model_config`` merges ``cfg.model`` over the
   .nemo's config after removing the keys marked True in ``overwrite_base_config``.
+- ``mcore_model_customize`` (megatron_gpt_model.py) applies that RoPE scaling with
+  ``scale_factor`` (default 8), ``low_freq_factor`` (1), ``high_freq_factor`` (4) and
+  ``old_context_len`` (8192) from the model config; the Llama converter writes none of them,
+  so a converted Llama 3.2 (Hugging Face ``rope_scaling.factor`` 32) trains with Llama 3.1's 8.
 """
 from __future__ import annotations
 
+import json
 import tarfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -34,8 +39,10 @@ __all__ = [
     "MODEL_CONFIG_MEMBER",
     "apply_tokenizer_override",
     "check_local_tokenizer",
+    "check_rope_scaling",
     "check_trt_llm_features",
     "effective_model_config",
+    "hf_config_of",
     "model_shape",
     "read_model_config",
     "trt_llm_dropped_features",
@@ -140,6 +147,43 @@ def check_trt_llm_features(model_cfg: Mapping[str, Any], trt_llm_enable: bool) -
             "trainer.grpo.trt_llm.enable=False (NeMo's own generation)")
 
 
+# NeMo's RoPE-scaling keys, their defaults in mcore_model_customize, and the Hugging Face names.
+ROPE_SCALING = (("scale_factor", 8, "factor"), ("low_freq_factor", 1, "low_freq_factor"),
+                ("high_freq_factor", 4, "high_freq_factor"),
+                ("old_context_len", 8192, "original_max_position_embeddings"))
+
+
+def hf_config_of(directory: str | None) -> dict[str, Any] | None:
+    """The ``config.json`` of a local Hugging Face model directory, if there is one."""
+    path = Path(directory or "") / "config.json"
+    if not directory or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise PlanError(f"{path}: unreadable ({err})") from None
+
+
+def check_rope_scaling(model_cfg: Mapping[str, Any], hf_config: Mapping[str, Any] | None) -> None:
+    """Refuse RoPE scaling that differs from the Hugging Face model's (``llama3`` type only)."""
+    rope = (hf_config or {}).get("rope_scaling") or {}
+    if (rope.get("rope_type") or rope.get("type")) != "llama3":
+        return
+    if not model_cfg.get("scale_positional_embedding"):
+        raise PlanError("model.scale_positional_embedding: the model's config.json scales RoPE "
+                        "(llama3), which NeMo applies only when it is True; pass "
+                        "model.scale_positional_embedding=True")
+    for key, default, hf_key in ROPE_SCALING:
+        ours = model_cfg.get(key)
+        ours = default if ours is None else ours
+        if hf_key in rope and float(ours) != float(rope[hf_key]):
+            source = " (NeMo's default)" if model_cfg.get(key) is None else ""
+            raise PlanError(
+                f"model.{key}: {ours}{source} differs from {hf_key} {rope[hf_key]} in the model's "
+                f"config.json, so NeMo would train another RoPE than the model's; pass "
+                f"+model.{key}={float(rope[hf_key]):g}")
+
+
 def model_shape(model_cfg: Mapping[str, Any], hf_config: Mapping[str, Any] | None = None
                 ) -> ModelShape | None:
     """The shape of a GPT config, or None when it lacks the sizes (no .nemo given).
@@ -162,4 +206,4 @@ def model_shape(model_cfg: Mapping[str, Any], hf_config: Mapping[str, Any] | Non
         vocab_size=int(vocab) if vocab else None,
         gated="glu" in activation or bool(model_cfg.get("gated_linear_unit")),
         qkv_bias=bool(model_cfg.get("qkv_bias") or model_cfg.get("bias")),
-        tied_embeddings=bool(model_cfg.get("share_embeddings_and_output_weights")))
+        tied_embeddings=bool(model_cfg.get("share_embeddings_and_output_weights", True)))  # NeMo's default

@@ -29,8 +29,8 @@ from nemo_coreward.aligner.config import (
     ConfigError, CoRewardConfig, check_batch_layout, check_generation, register_resolvers,
 )
 from nemo_coreward.aligner.model_features import (
-    check_local_tokenizer, check_trt_llm_features, effective_model_config, model_shape,
-    read_model_config,
+    check_local_tokenizer, check_rope_scaling, check_trt_llm_features, effective_model_config,
+    hf_config_of, model_shape, read_model_config,
 )
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -104,11 +104,6 @@ def _slurm_time_limit() -> str | None:
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
-def _hf_config(tokenizer_dir: str | None) -> dict[str, Any] | None:
-    path = Path(tokenizer_dir or "") / "config.json"
-    return json.loads(path.read_text()) if tokenizer_dir and path.is_file() else None
-
-
 def build_plan(cfg: Any, *, config_name: str, train_pairs: int | None = None,
                nemo_cfg: dict[str, Any] | None = None, time_limit: str | None = None,
                time_margin: str = DEFAULT_MARGIN, step_time: str | None = None) -> RunPlan:
@@ -142,9 +137,11 @@ def build_plan(cfg: Any, *, config_name: str, train_pairs: int | None = None,
     effective = effective_model_config(nemo_cfg, model) if nemo_cfg is not None or explicit_tokenizer \
         else None
     tokenizer = check_local_tokenizer(effective.get("tokenizer")) if effective is not None else None
+    hf_config = hf_config_of(tokenizer)
     if nemo_cfg is not None:
         check_trt_llm_features(effective, trt)
-    shape = model_shape(effective, _hf_config(tokenizer)) if nemo_cfg is not None else None
+        check_rope_scaling(effective, hf_config)
+    shape = model_shape(effective, hf_config) if nemo_cfg is not None else None
     memory = None
     if shape is not None:
         estimate = P.estimate_memory(
@@ -262,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # overrides may follow options
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 

@@ -24,6 +24,7 @@ PRECISIONS = sorted(p.stem for p in (CONF / "aligner/precision").glob("*.yaml"))
 
 LLAMA31_8B = {"num_layers": 32, "hidden_size": 4096, "ffn_hidden_size": 14336, "num_attention_heads": 32,
               "num_query_groups": 8, "activation": "fast-swiglu", "bias": False,
+              "share_embeddings_and_output_weights": False,
               "scale_positional_embedding": True, "rotary_base": 500000.0,
               # convert_llama_hf_to_nemo.py (v2.2.0) for 32 layers:
               "tokenizer": {"library": "huggingface", "type": "meta-llama/Meta-Llama-3.1-8B", "use_fast": True}}
@@ -35,11 +36,12 @@ LLAMA32_3B = {**LLAMA31_8B, "num_layers": 28, "hidden_size": 3072, "ffn_hidden_s
               "tokenizer": {"library": "huggingface", "type": "/models/Llama-3.2-3B-Instruct"}}
 QWEN25_7B = {"num_layers": 28, "hidden_size": 3584, "ffn_hidden_size": 18944, "num_attention_heads": 28,
              "num_query_groups": 4, "activation": "fast-swiglu", "bias": False, "qkv_bias": True,
+             "share_embeddings_and_output_weights": False,
              "override_vocab_size": 152064,
              "tokenizer": {"library": "huggingface", "type": "/models/Qwen2.5-7B", "use_fast": True}}
 # A model TensorRT-LLM builds faithfully (the base config keeps TensorRT-LLM generation).
 LLAMA2_7B = {"num_layers": 32, "hidden_size": 4096, "ffn_hidden_size": 11008, "num_attention_heads": 32,
-             "activation": "fast-swiglu", "bias": False,
+             "activation": "fast-swiglu", "bias": False, "share_embeddings_and_output_weights": False,
              "tokenizer": {"library": "sentencepiece", "model": "nemo:a1b2_tokenizer.model"}}
 MODEL_OF = {"gpt_grpo_coreward": LLAMA2_7B, "gpt_grpo_coreward_llama31_8b": LLAMA31_8B,
             "gpt_grpo_coreward_70b": LLAMA31_70B, "gpt_grpo_coreward_llama32_3b": LLAMA32_3B,
@@ -57,13 +59,29 @@ def make_nemo(path: Path, model_config: dict) -> Path:
     return path
 
 
+def llama3_rope(factor: float) -> dict:
+    return {"rope_type": "llama3", "factor": factor, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192}
+
+
+# The config.json of each model's Hugging Face directory (the keys that matter).
+HF_CONFIG_OF = {"gpt_grpo_coreward": {"vocab_size": 32000},
+                "gpt_grpo_coreward_llama31_8b": {"vocab_size": 128256, "rope_scaling": llama3_rope(8.0)},
+                "gpt_grpo_coreward_70b": {"vocab_size": 128256, "rope_scaling": llama3_rope(8.0)},
+                "gpt_grpo_coreward_llama32_3b": {"vocab_size": 128256, "rope_scaling": llama3_rope(32.0)},
+                "gpt_grpo_coreward_qwen25_7b": {"vocab_size": 152064, "rope_scaling": None}}
+
+
+def make_hf_dir(path: Path, config: dict) -> Path:
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
 @pytest.fixture
 def hf_dir(tmp_path):
     """The model's local Hugging Face directory (the tokenizer override points here)."""
-    d = tmp_path / "Llama-3.1-8B-Instruct"
-    d.mkdir()
-    (d / "config.json").write_text(json.dumps({"vocab_size": 128256}))
-    return d
+    return make_hf_dir(tmp_path / "Llama-3.1-8B-Instruct", HF_CONFIG_OF["gpt_grpo_coreward_llama31_8b"])
 
 
 def run(capsys, *argv):
@@ -82,8 +100,9 @@ def plan_json(capsys, *argv) -> dict:
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("name", VARIANTS)
-def test_every_shipped_config_has_a_plan(capsys, tmp_path, hf_dir, name, method, precision):
+def test_every_shipped_config_has_a_plan(capsys, tmp_path, name, method, precision):
     nemo = make_nemo(tmp_path / "model.nemo", MODEL_OF[name])
+    hf_dir = make_hf_dir(tmp_path / "hf", HF_CONFIG_OF[name])
     plan = plan_json(capsys, "--config-name", name, f"aligner/method={method}",
                      f"aligner/precision={precision}", f"model.tokenizer.type={hf_dir}",
                      "--nemo", nemo, "--train-pairs", 7500, "--time-limit", "4:00:00")
@@ -183,7 +202,23 @@ def test_model_features_are_refused(capsys, tmp_path, hf_dir, model, extra, mess
     assert "trt_llm.enable=False" in err or "model.tokenizer.type=" in err  # the way out
 
 
-def test_model_config_file_and_local_tokenizer_of_the_nemo(capsys, tmp_path, hf_dir):
+def test_llama32_trains_its_own_rope_scaling(capsys, tmp_path):
+    hf = make_hf_dir(tmp_path / "Llama-3.2-3B-Instruct", HF_CONFIG_OF["gpt_grpo_coreward_llama32_3b"])
+    nemo = make_nemo(tmp_path / "m.nemo", LLAMA32_3B)  # as converted: scaling on, no factor written
+    common = ["--nemo", nemo, f"model.tokenizer.type={hf}", "--train-pairs", 7500]
+    code, _, err = run(capsys, "--config-name", "gpt_grpo_coreward_llama31_8b", *common)
+    assert code == 2 and "model.scale_factor: 8 (NeMo's default) differs from factor 32.0" in err
+    assert "+model.scale_factor=32" in err
+    assert run(capsys, "--config-name", "gpt_grpo_coreward_llama31_8b", "+model.scale_factor=32", *common)[0] == 0
+    assert run(capsys, "--config-name", "gpt_grpo_coreward_llama32_3b", *common)[0] == 0
+    off = make_nemo(tmp_path / "off.nemo", {**LLAMA32_3B, "scale_positional_embedding": False})
+    code, _, err = run(capsys, "--config-name", "gpt_grpo_coreward_llama32_3b", "--nemo", off,
+                       f"model.tokenizer.type={hf}", "--train-pairs", 7500)
+    assert code == 2 and "model.scale_positional_embedding: the model's config.json scales RoPE" in err
+
+
+def test_model_config_file_and_local_tokenizer_of_the_nemo(capsys, tmp_path):
+    hf_dir = make_hf_dir(tmp_path / "Qwen2.5-7B", HF_CONFIG_OF["gpt_grpo_coreward_qwen25_7b"])
     qwen = {**QWEN25_7B, "tokenizer": {**QWEN25_7B["tokenizer"], "type": str(hf_dir)}}
     config = tmp_path / "model_config.yaml"
     config.write_text(yaml.safe_dump(qwen))
