@@ -10,9 +10,9 @@ from nemo_coreward.io.jsonl import (
     JsonlRows,
     append_jsonl,
     cut_after,
-    cut_torn_tail,
     dumps_line,
     loads_line,
+    mend_tail,
     parse_jsonl,
     read_jsonl,
     repair_text,
@@ -21,7 +21,6 @@ from nemo_coreward.io.jsonl import (
 
 __all__ = [
     "JsonlAppender", "JsonlError", "JsonlRows", "append_jsonl", "atomic_file", "atomic_write",
-    "cut_after", "cut_torn_tail", "dumps_line", "fsync_dir", "loads_line", "parse_jsonl",
-    "read_jsonl",
-    "repair_text", "write_jsonl",
+    "cut_after", "dumps_line", "fsync_dir", "loads_line", "mend_tail", "parse_jsonl",
+    "read_jsonl", "repair_text", "write_jsonl",
 ]

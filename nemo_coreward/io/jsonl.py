@@ -95,7 +95,6 @@ class JsonlRows:
     repaired: int = 0
     torn_line: int | None = None
     skipped: list[str] = field(default_factory=list)  # messages of bad lines (skip_bad)
-    good_bytes: int = 0  # length of the file up to and including the last good line
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.rows)
@@ -129,7 +128,6 @@ def parse_jsonl(data: bytes, name: str | os.PathLike, *, objects: bool = True,
     """``read_jsonl`` on bytes already read (standard input); ``name`` is used in messages."""
     found = JsonlRows(Path(name))
     raw_lines = data.splitlines(keepends=True)
-    offset = 0
     for lineno, raw in enumerate(raw_lines, start=1):
         last = lineno == len(raw_lines)
         try:
@@ -161,44 +159,63 @@ def parse_jsonl(data: bytes, name: str | os.PathLike, *, objects: bool = True,
                 found.repaired += bool(repaired or bad_bytes)
                 found.rows.append(row)
                 found.lines.append(lineno)
-        offset += len(raw)
-        found.good_bytes = offset
     if found.repaired and warn is not None:
         warn(f"{name}: {found.repaired} line(s) held text that is not valid Unicode; "
              "replaced with U+FFFD")
     return found
 
 
-def cut_torn_tail(path: str | os.PathLike, warn: Callable[[str], None] | None = _warn) -> JsonlRows:
-    """Read ``path`` and cut a torn last line off the file itself, so appending can go on.
-    An unterminated last line that is a good row gets its newline instead."""
-    found = read_jsonl(path, warn=warn)
+def mend_tail(path: str | os.PathLike,
+              warn: Callable[[str], None] | None = _warn) -> None:
+    """Make ``path`` end on a whole line so appending can go on: a torn last line is cut
+    off (with the reader's warning), a good row without its newline gets one. Only the
+    tail is read, so appending to a long file stays cheap."""
     path = Path(path)
     if not path.is_file():
-        return found
-    size = path.stat().st_size
-    if found.torn_line is not None and size > found.good_bytes:
-        with path.open("r+b") as fh:
-            fh.truncate(found.good_bytes)
-            fh.flush()
-            os.fsync(fh.fileno())
-    elif size and not path.read_bytes().endswith(b"\n"):
-        with path.open("ab") as fh:
+        return
+    with path.open("r+b") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return
+        start, chunk = size, 1 << 16
+        while start > 0:  # find the start of the last line
+            start = max(0, start - chunk)
+            fh.seek(start)
+            cut = fh.read(size - start).rfind(b"\n")
+            if cut >= 0:
+                start += cut + 1
+                break
+        fh.seek(start)
+        tail = fh.read()
+        lineno = None
+        try:
+            loads_line(tail.decode("utf-8", errors="replace"))
             fh.write(b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-    return found
+        except json.JSONDecodeError:
+            fh.truncate(start)
+            if warn is not None:
+                fh.seek(0)
+                lineno = fh.read(start).count(b"\n") + 1
+                warn(f"{path}:{lineno}: cutting off a torn last line ({len(tail)} bytes; a "
+                     "write was cut off)")
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 class JsonlAppender:
-    """Appends rows to a JSONL file, fsynced per ``write`` call; opening cuts a torn last
-    line first (``cut_torn_tail``), whose ``JsonlRows`` is kept in ``existing``."""
+    """Appends rows to a JSONL file, fsynced per ``write`` call. Opening mends the tail
+    first (``mend_tail``); with ``read=True`` the rows already there are read (by the
+    policy above) into ``existing``, for a resuming writer that skips what is done."""
 
-    def __init__(self, path: str | os.PathLike,
+    def __init__(self, path: str | os.PathLike, *, read: bool = True,
                  warn: Callable[[str], None] | None = _warn) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.existing = cut_torn_tail(self.path, warn=warn)
+        self.existing = read_jsonl(self.path, warn=None) if read else JsonlRows(self.path)
+        mend_tail(self.path, warn=warn)
         self._fh: IO[str] | None = self.path.open("a", encoding="utf-8")
 
     def write(self, rows: Iterable[Any]) -> None:
@@ -222,8 +239,8 @@ class JsonlAppender:
 
 
 def append_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> None:
-    """Append ``rows`` to ``path`` durably (one-off: a torn last line is cut first)."""
-    with JsonlAppender(path) as out:
+    """Append ``rows`` to ``path`` durably (a torn last line is cut off first)."""
+    with JsonlAppender(path, read=False) as out:
         out.write(rows)
 
 

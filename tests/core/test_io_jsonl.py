@@ -89,6 +89,19 @@ def test_appender_cuts_a_torn_tail_before_appending(tmp_path):
     assert path.read_text() == '{"id": "a"}\n{"id": "b"}\n{"id": "c"}\n'
 
 
+def test_append_mends_only_the_tail_even_past_one_read_chunk(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    rows = [{"step": i, "text": "x" * 100} for i in range(1000)]
+    torn = '{"step": 1000, "text": "' + "y" * 70_000  # longer than the 64 KiB tail read
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + torn)
+    warnings: list[str] = []
+    with JsonlAppender(path, read=False, warn=warnings.append) as out:
+        out.write([{"step": 1000}])
+    assert warnings == [f"{path}:1001: cutting off a torn last line (70024 bytes; a write "
+                        "was cut off)"]
+    assert read_jsonl(path).rows == [*rows, {"step": 1000}]
+
+
 def test_appender_terminates_a_good_unterminated_last_line(tmp_path):
     path = tmp_path / "out.jsonl"
     path.write_text('{"id": "a"}')
