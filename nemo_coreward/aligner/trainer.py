@@ -5,16 +5,25 @@ What changes, and where (line numbers of ``nemo_aligner/algorithms/reinforce.py`
 - ``_run_inference`` (:248-338) is replaced: rollouts carry ``pair_id``/``side`` (the
   actor copies them), the teacher generates after the policy when the reward needs one,
   and the rewards are computed once ALL rollouts of the step exist, on the gathered batch,
-  then written into both the local and the global batch BEFORE
-  ``compute_rollout_metrics`` (:338), so ``train_rollouts/rewards`` and the rollout table
+  then written into the global batch BEFORE ``compute_rollout_metrics`` (:338), so ``train_rollouts/rewards`` and the rollout table
   show the real Co-Reward rewards. The reward's collapse metrics are logged with them
   (``train_rollouts/coreward_*``). A duck-typed ``rm`` whose futures resolve late would
   also work, but it would see one micro-batch at a time and need hidden shared state to
   know when the last twin arrived; see docs/nemo-aligner.md.
+- ``chunk`` (:102-116) is not used: it keeps the whole gathered batch on every DP rank, so
+  every replica trained every row, in DP optimiser steps per rollout batch. Each rank takes
+  its share of every optimiser step's rows (``aligner.shards``) after scoring; log-probs
+  are computed for that share only. Every step's batch is first padded to the sequence
+  multiple FP8 and sequence parallelism need (``aligner.layout``).
 - ``generate_reinforce_data`` (:194-246): per-(pair, side) group advantages from
   ``nemo_coreward.rl.ADVANTAGES`` instead of the RLOO baseline over identical prompts,
   expressed as ``rewards_with_kl - baseline``; the KL goes into the loss (k3, the paper's
   choice; the actor computes it) or into the reward (NeMo-Aligner's way), by config.
+  Per-token loss weights are computed per optimiser step on its global rows, so the
+  actor's loss is ``coreward.loss.agg`` exactly (``aligner.loss``); truncated responses
+  follow ``coreward.loss.truncated``. When rollouts carry ``generation_logprobs`` (the
+  engine's per-token log-probs), ``train_rollouts/coreward_gen_logprob_mismatch`` logs
+  their mean gap to the trainer's.
 - ``generate_rollouts`` (:381-402): ``consumed_samples`` advances by the PAIRS of the step
   (what the sampler counts), not by the rollouts, so data is not skipped and a resumed run
   starts where it stopped.
@@ -56,6 +65,7 @@ from nemo_coreward.aligner.shards import (loss_mask, optimizer_step_of_rows, sha
                                           step_loss_weights)
 from nemo_coreward.aligner.teacher import TeacherStore
 from nemo_coreward.reward.alarm import AlarmWatch, read_rows
+from nemo_coreward.rl import weighted_sum
 
 __all__ = ["CoRewardGRPOTrainer", "StopOnAlarm"]
 
@@ -210,6 +220,9 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
             "rewards_with_kl": float(terms.rewards_with_kl.mean()),
             "advantages_abs_mean": float(terms.advantages.abs().mean()),
         }
+        if "generation_logprobs" in local_batch:
+            metrics["coreward_gen_logprob_mismatch"] = _generation_mismatch(
+                local_batch["generation_logprobs"], logprobs, mask)
         return data, metrics
 
     def generate_rollouts(self):
@@ -337,6 +350,23 @@ def _gather_rows(local: torch.Tensor, num_rows: int, global_batch_size: int) -> 
     for rank, part in enumerate(parts):
         out[shard_rows(num_rows, rank, size, global_batch_size).to(local.device)] = part
     return out
+
+
+def _generation_mismatch(generation: torch.Tensor, trainer: torch.Tensor, mask: torch.Tensor
+                         ) -> float:
+    """Mean |generation log-prob - trainer log-prob| of the sampled response tokens over
+    the whole step (all DP ranks), as NeMo-RL and verl log it: ~0 when the engine samples
+    from the model being trained; an engine built without, e.g., the QKV biases or the RoPE
+    scaling shows at once. ``generation`` (B, T') is aligned with ``trainer`` (B, T)
+    (position t: the token at t + 1) and cut or zero-padded to T."""
+    width = trainer.size(1)
+    generation = torch.nn.functional.pad(generation[:, :width].to(trainer),
+                                         (0, max(width - generation.size(1), 0)))
+    sums = torch.stack([weighted_sum((generation - trainer).abs(), mask, torch.ones_like(trainer)),
+                        (mask != 0).sum().to(trainer.dtype)]).double()
+    if torch.distributed.is_initialized():
+        torch.distributed.all_reduce(sums, group=mcore_parallel_state.get_data_parallel_group())
+    return float(sums[0] / sums[1].clamp(min=1))
 
 
 def _device() -> str:

@@ -45,9 +45,12 @@ class CpuActor:
     was generated), so runs with different data-parallel layouts generate the same rollouts;
     otherwise from one sequential generator (``generator``, whose state a resumed run
     restores). Gradients are averaged over Megatron-core's DP group after backward, as
-    Megatron's DDP and NeMo's optimisers do."""
+    Megatron's DDP and NeMo's optimisers do. Policy rollouts carry ``generation_logprobs``
+    from the "engine": a copy of the weights taken at each refit, without the output bias
+    when ``engine_drops_bias`` (as an engine built without the model's QKV biases)."""
 
-    def __init__(self, loss: LossConfig, seed: int = 0, keyed: bool = False) -> None:
+    def __init__(self, loss: LossConfig, seed: int = 0, keyed: bool = False,
+                 engine_drops_bias: bool = False) -> None:
         self.tokenizer = CharTokenizer()
         self.model = TinyPolicy()
         self.init_policy_state_dict = teacher_from_state(self.model.state_dict())
@@ -61,6 +64,8 @@ class CpuActor:
         self.teacher: TeacherRollouts | None = None
         self.engine_weights = EngineWeights()
         self.weights_at_refit: list[float] = []
+        self.engine_drops_bias = engine_drops_bias
+        self.engine = TinyPolicy()
 
     def set_coreward_loss(self, loss: LossConfig) -> None:
         self.coreward_loss = loss
@@ -76,6 +81,10 @@ class CpuActor:
 
     def _refit(self):
         self.weights_at_refit.append(fingerprint(self.model.state_dict()))
+        self.engine.load_state_dict(self.model.state_dict())
+        if self.engine_drops_bias:
+            with torch.no_grad():
+                self.engine.out.bias.zero_()
 
     def _generate(self, batch, who):
         texts = []
@@ -93,6 +102,9 @@ class CpuActor:
         out = {"response_tokens": tokens, "prompt_lengths": lengths.clone(),
                "response_lengths": lengths + torch.tensor([len(i) for i in ids]),
                "is_end": torch.ones(len(ids), dtype=torch.bool)}
+        if who == "policy":
+            with torch.no_grad():
+                out["generation_logprobs"] = self.engine.logprobs(tokens)
         return copy_twin_keys(batch, out)
 
     def _generator_for(self, pair: int, side: int, who: str) -> torch.Generator:

@@ -7,8 +7,10 @@ allocates its gather buffers on the current CUDA device), and gloo is given a 0-
 """
 from __future__ import annotations
 
+import contextlib
+import socket
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from omegaconf import OmegaConf
@@ -24,6 +26,24 @@ from .cpu_actor import CpuActor, Recorder
 from .helpers import CharTokenizer
 
 PAIRS_PER_STEP, N = 4, 3
+
+
+@contextlib.contextmanager
+def gloo_one_rank() -> Iterator[None]:
+    """A one-process gloo group with Megatron-core's parallel_state (TP 1, PP 1, DP 1)."""
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
+    ps.initialize_model_parallel(1, 1)
+    try:
+        yield
+    finally:
+        ps.destroy_model_parallel()
+        dist.destroy_process_group()
 
 
 def patch_cuda_for_cpu(setattr_: Callable[[Any, str, Any], None]) -> None:
@@ -43,7 +63,8 @@ def patch_cuda_for_cpu(setattr_: Callable[[Any, str, Any], None]) -> None:
 def build(coreward: CoRewardConfig, tmp_path, teacher: bool = False, max_steps: int = 2,
           interval: int = 2, alarm_history=None, time_limit_after=None, keyed: bool = False,
           random_sampler: bool = True, global_batch_size: int | None = None,
-          model_cfg: dict | None = None, seq_length: int | None = None):
+          model_cfg: dict | None = None, seq_length: int | None = None,
+          engine_drops_bias: bool = False):
     """(trainer, actor, recorder, datasets). ``random_sampler`` False: pairs in order, so
     every DP layout trains the same pairs in a step; ``model_cfg`` becomes ``actor.cfg``
     (fp8, sequence_parallel, tensor_model_parallel_size)."""
@@ -67,7 +88,7 @@ def build(coreward: CoRewardConfig, tmp_path, teacher: bool = False, max_steps: 
                                         data=coreward.data, name=name)
                 for name, n in (("train", 12), ("validation", 4))}
     collate = partial(twin_collate, response_length=16, eos_id=0)
-    actor = CpuActor(coreward.loss_config(), keyed=keyed)
+    actor = CpuActor(coreward.loss_config(), keyed=keyed, engine_drops_bias=engine_drops_bias)
     if model_cfg is not None:
         actor.cfg = OmegaConf.create(model_cfg)
     if teacher:

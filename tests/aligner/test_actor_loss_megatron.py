@@ -18,7 +18,6 @@ schedule allocates its token counter with ``device="cuda"``, and the CUDA RNG tr
 from __future__ import annotations
 
 import contextlib
-import socket
 import types
 
 import pytest
@@ -31,22 +30,15 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from nemo_coreward.rl import LossConfig, compute_policy_loss, token_weights  # noqa: E402
 
+from .fit_setup import gloo_one_rank  # noqa: E402
+
 B, S, VOCAB = 4, 12, 64
 
 
 @pytest.fixture(scope="module")
 def one_rank():
-    import torch.distributed as dist
-    from megatron.core import parallel_state as ps
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
-    ps.initialize_model_parallel(1, 1)
-    yield
-    ps.destroy_model_parallel()
-    dist.destroy_process_group()
+    with gloo_one_rank():
+        yield
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ for real in a one-process gloo group (set-up and CPU patches: fit_setup.py).
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 import torch
@@ -21,22 +20,13 @@ from nemo_coreward.reward import RewardConfig, Rollout, score_rollouts  # noqa: 
 from nemo_coreward.rl import grpo_advantages  # noqa: E402
 
 from .cpu_actor import fingerprint  # noqa: E402
-from .fit_setup import PAIRS_PER_STEP, N, build, patch_cuda_for_cpu  # noqa: E402
+from .fit_setup import N, PAIRS_PER_STEP, build, gloo_one_rank, patch_cuda_for_cpu  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def one_rank():
-    import torch.distributed as dist
-    from megatron.core import parallel_state as ps
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
-    ps.initialize_model_parallel(1, 1)
-    yield
-    ps.destroy_model_parallel()
-    dist.destroy_process_group()
+    with gloo_one_rank():
+        yield
 
 
 @pytest.fixture
@@ -215,3 +205,66 @@ def test_without_stop_the_alarm_only_flags_the_metric(one_rank, cpu_cuda, tmp_pa
     trainer.fit()
     rollout_logs = [m for prefix, _, m in rec.metrics if prefix == "train_rollouts/"]
     assert [m["coreward_alarm_fired"] for m in rollout_logs] == [0.0, 1.0, 1.0]
+
+
+def test_fp8_and_sequence_parallel_padding_changes_only_the_width(one_rank, cpu_cuda, tmp_path):
+    """FP8 with sequence parallelism at TP 2 needs lengths divisible by 16 x 2: the step's
+    batch is padded with EOS, the padded positions are off the mask and carry no loss
+    weight, and the update is the unpadded one."""
+    from nemo_coreward.aligner.layout import round_up
+
+    from .helpers import EOS
+
+    coreward = CoRewardConfig()
+    plain, plain_actor, _, _ = build(coreward, tmp_path / "plain", max_steps=1, keyed=True)
+    plain.fit()
+    fp8 = {"fp8": True, "sequence_parallel": True, "tensor_model_parallel_size": 2}
+    padded, padded_actor, _, _ = build(coreward, tmp_path / "fp8", max_steps=1, keyed=True,
+                                       model_cfg=fp8)
+    padded.fit()
+    a, b = plain_actor.loss_batches[0], padded_actor.loss_batches[0]
+    width = a["response_tokens"].size(1)
+    assert width % 32  # otherwise nothing would be padded
+    assert b["response_tokens"].size(1) == round_up(width, 32)
+    assert torch.equal(b["response_tokens"][:, :width], a["response_tokens"])
+    assert bool((b["response_tokens"][:, width:] == EOS).all())
+    assert torch.equal(b["mask"][:, :width - 1], a["mask"])
+    assert not b["mask"][:, width - 1:].any() and not b["loss_weights"][:, width - 1:].any()
+    torch.testing.assert_close(b["loss_weights"][:, :width - 1], a["loss_weights"])
+    for key, value in plain_actor.model.state_dict().items():
+        torch.testing.assert_close(padded_actor.model.state_dict()[key], value)
+
+
+def test_a_fixed_rollout_length_off_the_fp8_multiple_is_refused(one_rank, cpu_cuda, tmp_path):
+    with pytest.raises(ValueError, match=r"trainer\.grpo\.rollout_batch_seq_length \(100\) must "
+                                         r"be a multiple of 16 .* use 112"):
+        build(CoRewardConfig(), tmp_path, model_cfg={"fp8": True}, seq_length=100)
+    build(CoRewardConfig(), tmp_path, model_cfg={"fp8": True}, seq_length=112)
+
+
+def test_the_generation_engines_logprob_mismatch_is_logged_every_step(one_rank, cpu_cuda,
+                                                                      tmp_path):
+    """TensorRT-LLM cannot run here: the CPU actor's "engine" is a copy of the weights at
+    each refit whose per-token log-probs ride in the rollouts as ``generation_logprobs``.
+    An exact copy gives 0; one without the output bias (an engine built without the
+    model's biases) gives the hand-computed mean gap on step one."""
+    from nemo_coreward.rl import aggregate
+
+    from .cpu_actor import TinyPolicy
+
+    def first_step(name, drop):
+        trainer, actor, rec, _ = build(CoRewardConfig(), tmp_path / name, max_steps=1,
+                                       keyed=True, engine_drops_bias=drop)
+        trainer.fit()
+        logged = [m for prefix, _, m in rec.metrics if prefix == "train_rollouts/"]
+        return logged[0]["coreward_gen_logprob_mismatch"], actor.loss_batches[0]
+
+    same, _ = first_step("same", False)
+    assert same == pytest.approx(0.0, abs=1e-7)
+    gap, batch = first_step("no_bias", True)
+    policy, engine = TinyPolicy(), TinyPolicy()
+    with torch.no_grad():
+        engine.out.bias.zero_()
+        expected = aggregate((engine.logprobs(batch["response_tokens"])
+                              - policy.logprobs(batch["response_tokens"])).abs(), batch["mask"])
+    assert gap == pytest.approx(float(expected), rel=1e-5) and gap > 1e-3
