@@ -118,6 +118,9 @@ def build_plan(cfg: Any, *, config_name: str, train_pairs: int | None = None,
     if gpus % (tp * pp):
         raise P.PlanError(f"trainer.num_nodes x trainer.devices ({gpus} GPUs) must be a multiple of "
                           f"model.tensor_model_parallel_size x pipeline_model_parallel_size ({tp} x {pp})")
+    if int(model.get("context_parallel_size") or 1) > 1:
+        raise P.PlanError("model.context_parallel_size: context parallelism is not supported by the "
+                          "Co-Reward actor's loss scaling; set it to 1")
     dp = gpus // (tp * pp)
     pairs_per_call, rollouts = check_batch_layout(
         int(model.grpo.num_rollout_samples), coreward.data.num_sides,
@@ -234,6 +237,8 @@ def render(plan: RunPlan) -> str:
             timing += f" of the job's {plan.time_limit}"
         if plan.steps_per_job is not None:
             timing += f"; ~{plan.steps_per_job} GRPO steps per job"
+            if plan.steps_per_job < plan.save_interval:
+                timing += " (fewer than save_interval: only the timed stop saves within a job)"
     else:
         timing += "; no time limit known (--time-limit): a job killed by SLURM restarts from its last checkpoint"
     lines.append(f"time              {timing}")

@@ -60,6 +60,8 @@ def test_every_config_composes_parses_and_fits_its_layout(name, overrides):
     assert cfg.trainer.grpo.trt_llm.max_input_len + model.grpo.length_params.max_length \
         <= model.encoder_seq_length  # NeMo-Aligner asserts this when building the engine
     assert "{question}" in coreward.data.prompt_template
+    # NeMo copies a PTL max_steps >= 0 over the LR schedule's size; the entry script sizes it
+    assert cfg.trainer.max_steps == -1 and model.optim.sched.max_steps is None
     if "fp8" in ",".join(overrides):
         assert model.fp8 and model.fp8_hybrid and model.transformer_engine
         assert model.fp8_amax_history_len == 1024 and model.fp8_amax_compute_algo == "max"

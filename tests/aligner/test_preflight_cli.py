@@ -131,6 +131,9 @@ def test_human_plan_names_the_numbers(capsys, tmp_path, hf_dir):
     assert "padded to a multiple of 128; longest 4096 tokens" in out
     assert "21 GRPO steps = 21 optimizer steps" in out  # 1000 // 128 = 7 per epoch x 3
     assert "max_time_per_run 01:23:30:00 of the job's 02:00:00:00; ~142 GRPO steps per job" in out
+    code, out, _ = run(capsys, "--config-name", "gpt_grpo_coreward_70b", f"model.tokenizer.type={hf_dir}",
+                       "--nemo", nemo, "--train-pairs", 1000, "--time-limit", "2:00:00", "--step-time", "25:00")
+    assert code == 0 and "~3 GRPO steps per job (fewer than save_interval: only the timed stop saves" in out
 
 
 def test_data_file_is_counted(capsys, tmp_path):
@@ -170,6 +173,7 @@ BAD = [
     (["--config-name", "gpt_grpo_coreward", "aligner/method=co_rewarding_ii", "trainer.grpo.trt_llm.reshard=True"],
      "trainer.grpo.trt_llm.reshard"),
     (["model.no_such_key=1"], "no_such_key"),
+    (["+model.context_parallel_size=2"], "model.context_parallel_size"),
 ]
 
 
