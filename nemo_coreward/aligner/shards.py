@@ -25,13 +25,6 @@ from nemo_coreward.rl import token_weights
 __all__ = ["loss_mask", "optimizer_step_of_rows", "shard_rows", "step_loss_weights"]
 
 
-def _check(num_rows: int, dp_size: int) -> int:
-    if dp_size < 1 or num_rows % dp_size:
-        raise ValueError(f"{num_rows} rollouts cannot be split evenly over {dp_size} "
-                         "data-parallel ranks")
-    return num_rows // dp_size
-
-
 def shard_rows(num_rows: int, dp_rank: int, dp_size: int, global_batch_size: int) -> Tensor:
     """Indices (num_rows / dp_size,) long of the gathered batch's rows rank ``dp_rank`` trains.
 
@@ -40,7 +33,10 @@ def shard_rows(num_rows: int, dp_rank: int, dp_size: int, global_batch_size: int
     into pieces of G / dp_size, so its j-th piece is exactly its part of step j: every
     step trains the same rows whatever the DP size.
     """
-    per_step = _check(global_batch_size, dp_size)
+    if dp_size < 1 or global_batch_size % dp_size:
+        raise ValueError(f"model.global_batch_size {global_batch_size} cannot be split evenly "
+                         f"over {dp_size} data-parallel ranks")
+    per_step = global_batch_size // dp_size
     if num_rows % global_batch_size:
         raise ValueError(f"{num_rows} rollouts are not a whole number of optimiser steps of "
                          f"model.global_batch_size {global_batch_size}")
