@@ -31,7 +31,7 @@ __all__ = ["ParallelLayout", "RewardRouter", "merge_shard_metrics", "response_de
            "rollout_records", "shard_pairs"]
 
 # Metrics that count things add up across shards; every other metric is a mean.
-SUMMED_METRICS = frozenset({"n_rollouts", "n_groups", "grader_timeouts"})
+SUMMED_METRICS = frozenset({"n_rollouts", "n_groups", "grader_timeouts", "text_repairs"})
 
 
 def shard_pairs(pair_ids: Sequence[int], num_shards: int) -> list[list[int]]:

@@ -4,6 +4,11 @@ All answers of one pair (policy rollouts of every side, then teacher rollouts, t
 ground truths) are grouped together, so a class id means the same answer whichever group
 voted for it: the twin's label can be compared with this side's answers, and a label
 with the known answer, without grading anything twice.
+
+Text that is not valid Unicode (a lone surrogate) is repaired with U+FFFD before its
+answer is extracted, and counted (``text_repairs``), so one bad response never costs a
+step; ``final_answer`` is that one path, also used by the server's client when it
+extracts answers itself.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Hashable, Sequence
 
 from nemo_coreward.answers import Grader, extract_answer
+from nemo_coreward.answers.text import repair_text
 from nemo_coreward.reward.types import PairId, Rollout
 from nemo_coreward.reward.voting import Vote, majority_vote
 
@@ -52,6 +58,7 @@ class GradedBatch:
     # Filled by a voting reward: the class each policy group was scored against.
     label_class: dict[GroupKey, int] = field(default_factory=dict)
     grader_timeouts: int = 0  # symbolic comparisons that timed out while grading this batch
+    text_repairs: int = 0  # responses, answers and ground truths that were not valid Unicode
 
     def group_keys(self) -> list[GroupKey]:
         return list(self.policy.groups)
@@ -70,6 +77,15 @@ def _index(rollouts: Sequence[Rollout], where: str) -> dict[GroupKey, list[int]]
     return groups
 
 
+def final_answer(rollout: Rollout, fallbacks: Sequence[str] = ()) -> tuple[str, bool]:
+    """The rollout's final answer (``rollout.answer`` when the caller extracted it, else
+    extracted from the response), and whether its text needed a Unicode repair."""
+    if rollout.answer is not None:
+        return repair_text(rollout.answer)
+    response, repaired = repair_text(rollout.response)
+    return extract_answer(response, fallbacks), repaired
+
+
 def grade(
     rollouts: Sequence[Rollout],
     teacher: Sequence[Rollout],
@@ -79,15 +95,21 @@ def grade(
     timeouts_before = grader.timeouts
     policy_groups = _index(rollouts, "policy")
     teacher_groups = _index(teacher, "teacher")
-    answers = [extract_answer(r.response, fallbacks) for r in rollouts]
-    t_answers = [extract_answer(r.response, fallbacks) for r in teacher]
+    found = [final_answer(r, fallbacks) for r in rollouts]
+    t_found = [final_answer(r, fallbacks) for r in teacher]
+    answers = [a for a, _ in found]
+    t_answers = [a for a, _ in t_found]
+    repairs = sum(bad for _, bad in found) + sum(bad for _, bad in t_found)
 
     by_pair: dict[PairId, tuple[list[int], list[int], list[str]]] = {}
     for i, r in enumerate(rollouts):
         entry = by_pair.setdefault(r.pair_id, ([], [], []))
         entry[0].append(i)
-        if r.ground_truth is not None and r.ground_truth not in entry[2]:
-            entry[2].append(r.ground_truth)
+        if r.ground_truth is not None:
+            truth, bad = repair_text(r.ground_truth)
+            repairs += bad
+            if truth not in entry[2]:
+                entry[2].append(truth)
     for j, r in enumerate(teacher):
         by_pair.setdefault(r.pair_id, ([], [], []))[1].append(j)
 
@@ -118,4 +140,5 @@ def grade(
         sides=sides,
         grader=grader,
         grader_timeouts=grader.timeouts - timeouts_before,
+        text_repairs=repairs,
     )

@@ -52,6 +52,7 @@ def collapse_metrics(batch: GradedBatch, scores: Sequence[Score]) -> dict[str, f
         "reward_std": pstdev(rewards) if len(rewards) > 1 else 0.0,
         "empty_answer_rate": _mean([1.0 if c < 0 else 0.0 for c in pol.class_ids]),
         "grader_timeouts": float(batch.grader_timeouts),
+        "text_repairs": float(batch.text_repairs),
     }
     own_vote = {key: pol.vote([key])[0] for key in pol.groups}
     out["majority_ratio"] = _mean([v.ratio for v in own_vote.values()])

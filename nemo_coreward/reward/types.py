@@ -21,7 +21,9 @@ class Rollout:
     ``ground_truth`` is never used by a label-free reward; it only feeds accuracy
     metrics (and the ``ground_truth`` baseline). ``self_certainty`` and ``entropy`` are
     the response's mean per-token statistics (see ``nemo_coreward.rl.token_stats``),
-    needed only by the logit-based baselines.
+    needed only by the logit-based baselines. ``answer`` is the final answer when the
+    caller has already extracted it (``reward.graded.final_answer``, with the same
+    fallbacks, as the server's client does); the response is then not read.
     """
 
     pair_id: PairId
@@ -30,6 +32,7 @@ class Rollout:
     ground_truth: str | None = None
     self_certainty: float | None = None
     entropy: float | None = None
+    answer: str | None = None
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,11 @@
 Both expose ``score(rollouts, config, teacher=None) -> ScoredBatch`` and
 ``score_async(...) -> concurrent.futures.Future``; results are the same either way.
 
+By default the client extracts every final answer itself (the code the server would
+run, ``reward.graded.final_answer``) and sends answers instead of responses: a step's
+responses are ~19 MB, its answers a few kB, and moving the responses cost ten times
+the scoring. ``send_answers=False`` sends whole responses.
+
 The client never attaches a reward to the wrong rollout: replies are matched to the
 request by position and every row's echoed ``pair_id`` and ``side`` is checked against
 what was sent in that place. A request is stateless and idempotent, so on a lost
@@ -80,11 +85,13 @@ class RewardClient(_Scorer):
     waits for the server and model to be ready. retries: extra attempts after a
     retryable failure, sleeping ``backoff_s * 2**k`` (at most ``max_backoff_s``) between.
     max_in_flight: threads behind ``score_async``; every attempt opens its own connection.
+    send_answers: extract answers here and send them instead of the responses.
     """
 
     def __init__(self, url: str, *, timeout_s: float = 300.0, retries: int = 5,
                  backoff_s: float = 0.5, max_backoff_s: float = 10.0,
-                 connect_timeout_s: float = 30.0, max_in_flight: int = 4) -> None:
+                 connect_timeout_s: float = 30.0, max_in_flight: int = 4,
+                 send_answers: bool = True) -> None:
         if timeout_s <= 0 or connect_timeout_s <= 0 or retries < 0 or backoff_s < 0 \
                 or max_in_flight < 1:
             raise ValueError("RewardClient: timeouts must be > 0, retries and backoff_s >= 0, "
@@ -95,6 +102,7 @@ class RewardClient(_Scorer):
         self.retries = retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self.send_answers = send_answers
         self._lock = threading.Lock()
         super().__init__(max_in_flight, "reward-client")
         self.failed_attempts = 0  # connection failures, timeouts, server errors (for logs, tests)
@@ -138,7 +146,7 @@ class RewardClient(_Scorer):
         )
         from tritonclient.utils import InferenceServerException
 
-        inputs, parameters = encode_request(rollouts, config, teacher)
+        inputs, parameters = encode_request(rollouts, config, teacher, self.send_answers)
         last: BaseException | None = None
         for attempt in range(self.retries + 1):
             if attempt:

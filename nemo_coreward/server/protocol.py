@@ -10,7 +10,8 @@ Inputs (N rows; row i of every tensor describes rollout i):
 
     pair_id          BYTES   [N, 1]  required  UTF-8 text; rows with equal text share a pair
     side             INT32   [N, 1]  required  0 = original question, 1..k = rephrasings
-    response         BYTES   [N, 1]  required  UTF-8 response text
+    response         BYTES   [N, 1]  one of    UTF-8 response text (the server extracts)
+    answer           BYTES   [N, 1]  these     UTF-8 final answer the client extracted
     role             INT8    [N, 1]  optional  0 = policy (default), 1 = teacher
     ground_truth     BYTES   [N, 1]  optional  UTF-8 known answer (metrics, ground_truth reward)
     has_ground_truth BOOL    [N, 1]  optional  false marks a row without one (default: all true)
@@ -19,7 +20,14 @@ Inputs (N rows; row i of every tensor describes rollout i):
 
 Request parameters (all optional; strings): ``reward`` (default ``co_reward``),
 ``equivalence`` (``exact``), ``fallbacks`` (comma-separated, default none), ``timeout_s``
-(per symbolic comparison, default ``RewardConfig``'s).
+(per symbolic comparison, default ``RewardConfig``'s), ``text_repairs`` (texts the
+client already repaired, added to the reply's count).
+
+A step's responses are ~19 MB; their answers a few kB. ``RewardClient`` therefore
+extracts the answers itself, with the same code the server would run
+(``reward.graded.final_answer``), and sends ``answer`` instead of ``response``.
+Text that is not valid Unicode is repaired with U+FFFD on either side, never refused;
+the reply's ``text_repairs`` metric counts the texts repaired.
 
 Outputs (M rows, one per policy row, in request order; teacher rows get none):
 
@@ -46,6 +54,8 @@ from typing import Any
 import numpy as np
 
 from nemo_coreward.answers import MODES
+from nemo_coreward.answers.text import decode_utf8, repair_text
+from nemo_coreward.reward.graded import final_answer
 from nemo_coreward.reward.rewards import REWARDS
 from nemo_coreward.reward.scoring import RewardConfig
 from nemo_coreward.reward.types import Rollout, Score, ScoredBatch
@@ -55,7 +65,7 @@ POLICY, TEACHER = 0, 1
 # Prefixes of the server's error messages: the client retries the second, never the first.
 BAD_REQUEST = "co_reward bad request"
 UNAVAILABLE = "co_reward unavailable"
-PARAMETERS = ("reward", "equivalence", "fallbacks", "timeout_s")
+PARAMETERS = ("reward", "equivalence", "fallbacks", "timeout_s", "text_repairs")
 MAX_PAIR_ID_BYTES = 1024
 
 
@@ -73,7 +83,8 @@ class TensorSpec:
 INPUTS = (
     TensorSpec("pair_id", np.object_),
     TensorSpec("side", np.int32),
-    TensorSpec("response", np.object_),
+    TensorSpec("response", np.object_, optional=True),
+    TensorSpec("answer", np.object_, optional=True),
     TensorSpec("role", np.int8, optional=True),
     TensorSpec("ground_truth", np.object_, optional=True),
     TensorSpec("has_ground_truth", np.bool_, optional=True),
@@ -110,6 +121,7 @@ class ScoreRequest:
     config: RewardConfig
     pair_ids: list[bytes]  # wire pair ids of the policy rows, in order
     sides: list[int]
+    text_repairs: int = 0  # texts repaired by the decoder or, before sending, the client
 
 
 # ---------------------------------------------------------------- client side ---------
@@ -126,14 +138,10 @@ def _wire_pair_id(pair_id: object, where: str) -> bytes:
     return str(int(pair_id) if isinstance(pair_id, numbers.Integral) else pair_id).encode()
 
 
-def _utf8(text: object, what: str, where: str) -> bytes:
+def _str(text: object, what: str, where: str) -> str:
     if not isinstance(text, str):
         raise ProtocolError(f"{where}: {what} must be a str, got {type(text).__name__}")
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ProtocolError(f"{where}: {what} is not encodable as UTF-8 ({e.reason} at "
-                            f"character {e.start})") from None
+    return text
 
 
 def _stat(value: float | None, what: str, where: str) -> float:
@@ -145,12 +153,15 @@ def _stat(value: float | None, what: str, where: str) -> float:
 
 
 def encode_request(
-    rollouts: Sequence[Rollout], config: RewardConfig, teacher: Sequence[Rollout] | None = None
+    rollouts: Sequence[Rollout], config: RewardConfig, teacher: Sequence[Rollout] | None = None,
+    send_answers: bool = False,
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Rollouts -> (inputs, parameters) for one ``co_reward`` request.
 
-    Pair ids travel as text, so ``3`` and ``"3"`` become the same pair: a batch holding
-    both is refused rather than silently merged. Token statistics travel as float32.
+    ``send_answers`` extracts each final answer here and sends it instead of the
+    response. Pair ids travel as text, so ``3`` and ``"3"`` become the same pair: a batch
+    holding both is refused rather than silently merged. Token statistics travel as
+    float32. Text that is not valid Unicode is repaired and counted (``text_repairs``).
     """
     rows = [(r, POLICY, f"rollout {i}") for i, r in enumerate(rollouts)]
     rows += [(r, TEACHER, f"teacher rollout {i}") for i, r in enumerate(teacher or ())]
@@ -170,17 +181,36 @@ def encode_request(
                 or not 0 <= r.side < 2**31:
             raise ProtocolError(f"{where}: side must be an integer in [0, 2**31), got {r.side!r}")
         sides.append(int(r.side))
+    repairs = 0
+
+    def utf8(text: str, counted: bool = True) -> bytes:
+        nonlocal repairs
+        text, repaired = repair_text(text)
+        repairs += repaired and counted  # as grading counts: a teacher's ground truth is unused
+        return text.encode("utf-8")
+
+    send_answers = send_answers or any(r.answer is not None for r, _, _ in rows)
+    texts = []
+    for r, _, where in rows:
+        _str(r.response if r.answer is None else r.answer, "response", where)
+        if send_answers:
+            answer, repaired = final_answer(r, config.fallbacks)
+            repairs += repaired
+            texts.append(answer.encode("utf-8"))
+        else:
+            texts.append(utf8(r.response))
     inputs = {
         "pair_id": _column(pair_ids, np.object_),
         "side": _column(sides, np.int32),
-        "response": _column([_utf8(r.response, "response", w) for r, _, w in rows], np.object_),
+        ("answer" if send_answers else "response"): _column(texts, np.object_),
     }
     if any(role == TEACHER for _, role, _ in rows):
         inputs["role"] = _column([role for _, role, _ in rows], np.int8)
     if any(r.ground_truth is not None for r, _, _ in rows):
         inputs["ground_truth"] = _column(
-            [b"" if r.ground_truth is None else _utf8(r.ground_truth, "ground_truth", w)
-             for r, _, w in rows], np.object_)
+            [b"" if r.ground_truth is None else
+             utf8(_str(r.ground_truth, "ground_truth", w), counted=role == POLICY)
+             for r, role, w in rows], np.object_)
         if any(r.ground_truth is None for r, _, _ in rows):
             inputs["has_ground_truth"] = _column([r.ground_truth is not None for r, _, _ in rows],
                                                  np.bool_)
@@ -194,6 +224,8 @@ def encode_request(
         "fallbacks": ",".join(config.fallbacks),
         "timeout_s": repr(float(config.timeout_s)),
     }
+    if repairs:
+        parameters["text_repairs"] = str(repairs)
     return inputs, parameters
 
 
@@ -216,6 +248,12 @@ def decode_response(outputs: Mapping[str, np.ndarray], inputs: Mapping[str, np.n
             raise ProtocolError(
                 f"reply row {i} is for pair {bytes(got_ids[i])!r} side {int(got_sides[i])} but "
                 f"policy rollout {i} was pair {sent_ids[i]!r} side {int(sent_sides[i])}")
+    if "answer" in inputs:  # answers sent come back as scored: one more attachment check
+        sent_answers, got_answers = inputs["answer"][policy, 0], outputs["answer"][:, 0]
+        for i in range(len(policy)):
+            if bytes(got_answers[i]) != sent_answers[i]:
+                raise ProtocolError(f"reply row {i} has answer {bytes(got_answers[i])!r} but "
+                                    f"policy rollout {i} sent {sent_answers[i]!r}")
     scores = [
         Score(float(reward), bytes(answer).decode(), bytes(label).decode(),
               bytes(failure).decode() or None)
@@ -243,19 +281,26 @@ def _check_tensor(name: str, arr: object, rows: int | None) -> np.ndarray:
     return arr[:, 0]
 
 
-def _texts(name: str, column: np.ndarray, max_bytes: int) -> list[str]:
-    out = []
+def _texts(name: str, column: np.ndarray, max_bytes: int) -> tuple[list[str], int]:
+    """The column's texts, invalid UTF-8 replaced by U+FFFD, and how many were repaired."""
+    out, repairs = [], 0
     for i, item in enumerate(column):
         if not isinstance(item, bytes):
             raise ProtocolError(f"input {name!r} row {i}: expected bytes, got {type(item).__name__}")
         if len(item) > max_bytes:
             raise ProtocolError(f"input {name!r} row {i}: {len(item)} bytes exceeds the limit of "
                                 f"{max_bytes} bytes")
-        try:
-            out.append(item.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            raise ProtocolError(f"input {name!r} row {i}: invalid UTF-8 at byte {e.start}") from None
-    return out
+        text, repaired = decode_utf8(item)
+        out.append(text)
+        repairs += repaired
+    return out, repairs
+
+
+def _client_repairs(parameters: Mapping[str, Any] | None) -> int:
+    value = (parameters or {}).get("text_repairs", "0")
+    if not (isinstance(value, str) and value.isdigit()):
+        raise ProtocolError(f"request parameter 'text_repairs' must be a count, got {value!r}")
+    return int(value)
 
 
 def _config(parameters: Mapping[str, Any] | None) -> RewardConfig:
@@ -306,6 +351,9 @@ def decode_request(
             raise ProtocolError(f"missing required input {spec.name!r}")
     if "has_ground_truth" in inputs and "ground_truth" not in inputs:
         raise ProtocolError("input 'has_ground_truth' given without 'ground_truth'")
+    if ("response" in inputs) == ("answer" in inputs):
+        raise ProtocolError("a request carries exactly one of 'response' (the server "
+                            "extracts answers) and 'answer' (the client did)")
     n = len(_check_tensor("pair_id", inputs["pair_id"], None))
     if not 1 <= n <= limits.max_rollouts:
         raise ProtocolError(f"request has {n} rollouts; the server accepts 1..{limits.max_rollouts}")
@@ -313,8 +361,10 @@ def decode_request(
     config = _config(parameters)
 
     wire_ids = list(cols["pair_id"])
-    pair_ids = _texts("pair_id", cols["pair_id"], MAX_PAIR_ID_BYTES)
-    responses = _texts("response", cols["response"], limits.max_response_bytes)
+    pair_ids, repairs = _texts("pair_id", cols["pair_id"], MAX_PAIR_ID_BYTES)
+    text_name = "answer" if "answer" in cols else "response"
+    texts, repaired = _texts(text_name, cols[text_name], limits.max_response_bytes)
+    repairs += repaired
     sides = [int(s) for s in cols["side"]]
     for i, s in enumerate(sides):
         if s < 0:
@@ -325,22 +375,26 @@ def decode_request(
             raise ProtocolError(f"input 'role' row {i}: must be 0 (policy) or 1 (teacher), got {role}")
     truths: list[str | None] = [None] * n
     if "ground_truth" in cols:
-        texts = _texts("ground_truth", cols["ground_truth"], limits.max_response_bytes)
+        gts, repaired = _texts("ground_truth", cols["ground_truth"], limits.max_response_bytes)
+        repairs += repaired
         has = cols["has_ground_truth"] if "has_ground_truth" in cols else [True] * n
-        truths = [t if h else None for t, h in zip(texts, has)]
+        truths = [t if h else None for t, h in zip(gts, has)]
     stats = {name: [None if math.isnan(v) else float(v) for v in cols[name]] if name in cols
              else [None] * n for name in ("self_certainty", "entropy")}
 
     policy: list[Rollout] = []
     teacher: list[Rollout] = []
+    answers = texts if text_name == "answer" else [None] * n
+    responses = texts if text_name == "response" else [""] * n
     for i in range(n):
         r = Rollout(pair_ids[i], sides[i], responses[i], truths[i],
-                    stats["self_certainty"][i], stats["entropy"][i])
+                    stats["self_certainty"][i], stats["entropy"][i], answers[i])
         (policy if roles[i] == POLICY else teacher).append(r)
     if not policy:
         raise ProtocolError("request has teacher rows only; at least one policy row is needed")
     keep = [i for i in range(n) if roles[i] == POLICY]
-    return ScoreRequest(policy, teacher, config, [wire_ids[i] for i in keep], [sides[i] for i in keep])
+    return ScoreRequest(policy, teacher, config, [wire_ids[i] for i in keep],
+                        [sides[i] for i in keep], repairs + _client_repairs(parameters))
 
 
 def encode_response(request: ScoreRequest, scored: ScoredBatch) -> dict[str, np.ndarray]:
@@ -349,6 +403,8 @@ def encode_response(request: ScoreRequest, scored: ScoredBatch) -> dict[str, np.
         raise ProtocolError(f"scorer returned {len(scored.scores)} scores for "
                             f"{len(request.rollouts)} policy rollouts")
     s = scored.scores
+    metrics = dict(scored.metrics)
+    metrics["text_repairs"] = metrics.get("text_repairs", 0.0) + request.text_repairs
     return {
         "reward": _column([x.reward for x in s], np.float32),
         "answer": _column([x.answer.encode() for x in s], np.object_),
@@ -356,5 +412,5 @@ def encode_response(request: ScoreRequest, scored: ScoredBatch) -> dict[str, np.
         "failure": _column([(x.failure or "").encode() for x in s], np.object_),
         "echo_pair_id": _column(request.pair_ids, np.object_),
         "echo_side": _column(request.sides, np.int32),
-        "metrics": np.array([json.dumps(scored.metrics).encode()], dtype=np.object_),
+        "metrics": np.array([json.dumps(metrics).encode()], dtype=np.object_),
     }

@@ -23,8 +23,8 @@ from nemo_coreward.server.protocol import (
 from .conftest import assert_same, make_step
 
 
-def roundtrip(rollouts, config=RewardConfig(), teacher=None, limits=Limits()):
-    inputs, params = encode_request(rollouts, config, teacher)
+def roundtrip(rollouts, config=RewardConfig(), teacher=None, limits=Limits(), send_answers=False):
+    inputs, params = encode_request(rollouts, config, teacher, send_answers=send_answers)
     return inputs, decode_request(inputs, params, limits)
 
 
@@ -44,8 +44,63 @@ def test_every_field_survives_the_wire():
     assert req.teacher == [Rollout("7", 0, "\\boxed{1}"), Rollout("x y", 3, "\\boxed{3}")]
     assert req.config == config
     assert req.pair_ids == [b"7", b"7", b"x y"] and req.sides == [0, 1, 3]
-    assert set(inputs) == {s.name for s in INPUTS}
+    assert set(inputs) == {s.name for s in INPUTS} - {"answer"}
     assert all(a.shape == (5, 1) for a in inputs.values())
+
+
+@pytest.mark.parametrize("reward", ["co_reward", "majority", "ground_truth", "self_certainty"])
+def test_answers_extracted_by_the_client_score_as_whole_responses(reward):
+    """The client may send answers instead of responses: same scores, same metrics,
+    a fraction of the bytes; fallbacks are applied by the client."""
+    step = [Rollout(r.pair_id, r.side, r.response + " The answer is 7", r.ground_truth,
+                    self_certainty=0.25 * i)
+            for i, r in enumerate(make_step(3, 4, seed=6))]
+    step.append(Rollout("q0", 0, "no box; answer is 3", step[0].ground_truth, self_certainty=0.5))
+    config = RewardConfig(reward, "normalized", ("answer_is",))
+    full, _ = encode_request(step, config)
+    inputs, req = roundtrip(step, config, send_answers=True)
+    assert "response" not in inputs and "response" in full
+    assert [a.decode() for a in inputs["answer"][:, 0]][-1] == "3"
+    assert sum(map(len, inputs["answer"][:, 0])) * 3 < sum(map(len, full["response"][:, 0]))
+    reply = encode_response(req, score_rollouts(req.rollouts, req.config))
+    assert_same(decode_response(reply, inputs), score_rollouts(step, config))
+
+
+def test_a_reply_with_other_answers_than_sent_is_refused():
+    inputs, req = roundtrip(make_step(2, 2, seed=4), send_answers=True)
+    reply = encode_response(req, score_rollouts(req.rollouts, req.config))
+    reply["answer"][0, 0] = b"not what was sent"
+    with pytest.raises(ProtocolError, match="reply row 0 has answer b'not what was sent'"):
+        decode_response(reply, inputs)
+
+
+@pytest.mark.parametrize("send_answers", [False, True])
+def test_text_that_is_not_unicode_is_repaired_and_counted(send_answers):
+    """A lone surrogate (JSON "\\udbf9") in a response, an answer or a ground truth is
+    replaced by U+FFFD on the way, as in process, and counted in text_repairs."""
+    step = [Rollout("q", 0, "so \\boxed{1\udbf9}", ground_truth="1\udbf9"),
+            Rollout("q", 0, "so \\boxed{2}", ground_truth="1\udbf9"),
+            Rollout("q", 1, "\ud800 so \\boxed{1\udbf9}", ground_truth="1\udbf9"),
+            Rollout("q", 1, "fine \\boxed{1\ufffd}", ground_truth="1\udbf9")]
+    config = RewardConfig("co_reward", "normalized")
+    want = score_rollouts(step, config)
+    assert want.scores[0].answer == "1\ufffd" and want.rewards == [1.0, 0.0, 1.0, 1.0]
+    assert want.metrics["text_repairs"] == 6  # 2 responses + 4 ground truths
+    inputs, req = roundtrip(step, config, send_answers=send_answers)
+    reply = encode_response(req, score_rollouts(req.rollouts, req.config))
+    assert_same(decode_response(reply, inputs), want)
+
+
+def test_invalid_utf8_on_the_wire_is_repaired_and_counted():
+    inputs, params = encode_request(make_step(1, 2, seed=0), RewardConfig())
+    inputs["response"][1, 0] = b"\xc3\x28 so \\boxed{\xff7}"
+    req = decode_request(inputs, params)
+    assert req.rollouts[1].response == "\ufffd( so \\boxed{\ufffd7}" and req.text_repairs == 1
+    scored = score_rollouts(req.rollouts, req.config)
+    reply = encode_response(req, scored)
+    got = decode_response(reply, inputs)
+    assert got.scores[1].answer == "\ufffd7"
+    assert got.metrics["text_repairs"] == scored.metrics["text_repairs"] + 1 == 1
 
 
 def test_optional_inputs_are_sent_only_when_used():
@@ -130,7 +185,9 @@ CASES = {
     "flat shape": (bad(side=np.zeros(N, np.int32)), r"input 'side': shape \(8,\); expected \[N, 1\]"),
     "short column": (bad(response=column([b"x"] * 3)), "'response' has 3 rows but 'pair_id' has 8"),
     "str in bytes": (bad(response=column(["text"] * N)), "'response' row 0: expected bytes, got str"),
-    "bad utf-8": (bad(response=column([b"ok", b"\xc3\x28"] + [b"ok"] * (N - 2))), "'response' row 1: invalid UTF-8 at byte 0"),
+    "no texts": (bad(response=None), "exactly one of 'response'"),
+    "both texts": (bad(answer=column([b"1"] * N)), "exactly one of 'response'"),
+    "str answer": (bad(response=None, answer=column(["1"] * N)), "'answer' row 0: expected bytes, got str"),
     "huge response": (bad(response=column([b"a"] * (N - 1) + [b"b" * 2049])), "'response' row 7: 2049 bytes exceeds the limit of 2048 bytes"),
     "negative side": (bad(side=np.full((N, 1), -1, np.int32)), "'side' row 0: must be >= 0"),
     "role 5": (bad(role=np.full((N, 1), 5, np.int8)), "'role' row 0: must be 0 \\(policy\\) or 1 \\(teacher\\)"),
@@ -145,6 +202,7 @@ CASES = {
     "zero timeout": (bad(params={"timeout_s": "0"}), "timeout_s must be > 0"),
     "typo parameter": (bad(params={"rewad": "majority"}), "unknown request parameter 'rewad'"),
     "int reward": (bad(params={"reward": 3}), "'reward' must be a string"),
+    "bad repairs": (bad(params={"text_repairs": "-1"}), "'text_repairs' must be a count"),
 }
 
 
@@ -167,7 +225,6 @@ def test_teacher_rows_only_is_refused():
     ([Rollout(1.5, 0, "a")], "pair_id must be a str or an int"),
     ([Rollout(True, 0, "a")], "pair_id must be a str or an int"),
     ([Rollout("p", -1, "a")], r"side must be an integer in \[0, 2\*\*31\)"),
-    ([Rollout("p", 0, "\ud800")], "response is not encodable as UTF-8"),
     ([Rollout("p", 0, b"bytes")], "response must be a str"),
     ([Rollout("p", 0, "a", self_certainty=math.nan)], "self_certainty is NaN"),
     ([], "no policy rollouts"),

@@ -44,6 +44,29 @@ def test_server_equals_in_process(client, reward, equivalence):
     assert got.rewards != [0.0] * len(step) and got.rewards != [1.0] * len(step)
 
 
+@pytest.mark.parametrize("reward", ["co_reward", "co_rewarding_ii"])
+def test_full_text_requests_equal_in_process(server, reward):
+    step = make_step(pairs=5, n=4, seed=13)
+    teacher = teacher_for(step, seed=14) if reward == "co_rewarding_ii" else None
+    config = RewardConfig(reward, "math_verify", ("answer_is",))
+    with RewardClient(server.http_url, retries=1, send_answers=False) as c:
+        assert_same(c.score(step, config, teacher=teacher),
+                    score_rollouts(step, config, teacher=teacher))
+
+
+@pytest.mark.parametrize("send_answers", [True, False])
+def test_text_that_is_not_unicode_is_repaired_not_refused(server, send_answers):
+    step = [Rollout(r.pair_id, r.side, r.response.replace("So", "So \udbf9"), r.ground_truth)
+            for r in make_step(pairs=2, n=4, seed=15)]
+    step[0] = Rollout("q0", 0, "so \\boxed{1\udbf9}", step[0].ground_truth)
+    config = RewardConfig("co_reward", "normalized")
+    want = score_rollouts(step, config)
+    repaired = sum("\udbf9" in r.response for r in step)
+    assert want.scores[0].answer == "1\ufffd" and want.metrics["text_repairs"] == repaired > 8
+    with RewardClient(server.http_url, retries=1, send_answers=send_answers) as c:
+        assert_same(c.score(step, config), want)
+
+
 def test_grpc_and_float32_token_statistics(server):
     step = [Rollout(r.pair_id, r.side, r.response, r.ground_truth,
                     self_certainty=float(np.float32(0.1 * i)), entropy=float(np.float32(2 - 0.05 * i)))
@@ -101,8 +124,7 @@ MALFORMED = {
                            "'response' has 3 rows but 'pair_id' has 12"),
     "10 MB response": (_replace(response=_rows([b"x" * 10_000_000] + [b"y"] * (N - 1))),
                        GOOD_PARAMS, "'response' row 0: 10000000 bytes exceeds the limit"),
-    "invalid UTF-8": (_replace(response=_rows([b"ok"] * 5 + [b"\xff\xfe bad"] + [b"ok"] * (N - 6))),
-                      GOOD_PARAMS, "'response' row 5: invalid UTF-8 at byte 0"),
+    "response and answer": (_replace(answer=_rows([b"1"] * N)), GOOD_PARAMS, "exactly one of"),
     "one side missing": (encode_request([r for r in GOOD if r.side == 0 or r.pair_id != "q1"],
                                         RewardConfig(name="majority"))[0],
                          GOOD_PARAMS, "pair 'q1' has rollouts for side 0 only"),
@@ -123,6 +145,16 @@ def test_malformed_request_gets_an_error_and_the_server_keeps_serving(server, cl
             pytest.raises(PyTritonClientInferenceServerError, match=message.replace("(", r"\(")):
         raw.infer_sample(parameters=params, **inputs)
     assert_same(client.score(GOOD, RewardConfig()), score_rollouts(GOOD, RewardConfig()))
+
+
+def test_invalid_utf8_is_repaired_and_counted(server):
+    from pytriton.client import ModelClient
+
+    inputs = _replace(response=_rows([b"\\boxed{1}"] * 5 + [b"\xff\xfe \\boxed{\xff1}"] + [b"ok"] * (N - 6)))
+    with ModelClient(server.http_url, MODEL_NAME, inference_timeout_s=60) as raw:
+        out = raw.infer_sample(parameters=GOOD_PARAMS, **inputs)
+    assert out["answer"][5, 0] == "\ufffd1".encode()
+    assert json.loads(out["metrics"][0])["text_repairs"] == 1
 
 
 def test_client_raises_refusals_without_retrying(client):
