@@ -3,7 +3,8 @@
 Each file runs unchanged under bash on the host (no container) with small stand-ins for
 ``srun``, ``squeue`` and ``scontrol`` on PATH: ``srun`` runs the preflight step for real
 (``coreward preflight`` from the main venv), answers the reward server's readiness probes
-on its port, and records the actor's command instead of starting Megatron.
+on its port until ``scancel`` stops it, and records the actor's command instead of starting
+Megatron.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ while [[ $# -gt 0 && $1 == --* ]]; do
 done
 case $name in
     coreward-preflight) exec "$@" ;;
-    coreward-serve) exec "$STUBS/ready_server" "$@" ;;
+    coreward-serve) echo $$ > "$STUBS/serve_pid"; exec "$STUBS/ready_server" "$@" ;;
     *) printf '%s\n' "$@" > "$STUBS/actor_args"; env | grep _OFFLINE | sort > "$STUBS/actor_env" ;;
 esac
 """
@@ -51,7 +52,11 @@ http.server.HTTPServer(("127.0.0.1", port), Ready).serve_forever()
 """
 SQUEUE = """#!/bin/bash
 [[ " $* " == *" -o %l "* ]] && echo 4:00:00
+[[ " $* " == *" -s "* ]] && echo "7.1 coreward-serve"
 exit 0
+"""
+SCANCEL = """#!/bin/bash
+kill -TERM "$(cat "$STUBS/serve_pid")"
 """
 SCONTROL = """#!/bin/bash
 case "$1 $2" in
@@ -72,7 +77,7 @@ def job(tmp_path):
     stubs = tmp_path / "stubs"
     stubs.mkdir()
     for name, text in (("srun", SRUN), ("ready_server", READY_SERVER), ("squeue", SQUEUE),
-                       ("scontrol", SCONTROL), ("scancel", "#!/bin/bash\nexit 0\n")):
+                       ("scontrol", SCONTROL), ("scancel", SCANCEL)):
         (stubs / name).write_text(text)
         (stubs / name).chmod(0o755)
     hf = tmp_path / "Llama-3.1-8B-Instruct"
