@@ -9,20 +9,24 @@ answers.
 The peer is what an equivalence-aware Co-Reward grader does without bucketing: parse
 every answer with math-verify and call ``verify`` on every pair of answers of a pair's
 rollouts, then cluster greedily and vote. Ours (``co_reward`` in ``math_verify`` mode)
-must give the same rewards, at least 20x faster, in under 1 s for the step on one core.
+must give the same rewards, at least 20x faster, in at most 1 s for the step on one core,
+on both answer mixes: ``plain`` (mostly numbers) and ``symbolic`` (mostly expressions:
+polynomials expanded and factored, radicals, multiples of pi, tuples, intervals, sets,
+fraction spellings, and a few pathological answers). The peer parses each distinct
+answer once (parsing is deterministic, so its verdicts are unchanged).
 
-    python benchmarks/reward_throughput.py [--pairs 128] [--rollouts 8] [--seed 0]
+    python benchmarks/reward_throughput.py [--mix plain] [--mix symbolic] [--pairs 128]
 """
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import sys
 import time
 from collections import Counter
 
+from machine import describe
 from nemo_coreward.answers import extract_answer
 from nemo_coreward.reward import RewardConfig, Rollout, score_rollouts
 from nemo_coreward.reward.scoring import grader_for
@@ -173,15 +177,22 @@ def naive_rewards(rollouts: list[Rollout]) -> list[float]:
             for i, r in enumerate(rollouts)]
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+def cpu_seconds() -> float:
+    """CPU time of this process, its finished children and math-verify's live child.
+
+    The step is sequential (the parent waits while the child compares), so on an idle
+    core its wall time is this sum; on a shared machine the sum is what stays fair."""
+    judge = grader_for("math_verify", 1.0)._judge
+    t = os.times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for proc in (judge._proc, judge._spare):
+        try:
+            with open(f"/proc/{proc.pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (AttributeError, OSError):
+            continue
+    return total
 
 
 def run_mix(mix: str, args: argparse.Namespace) -> bool:
@@ -200,29 +211,31 @@ def run_mix(mix: str, args: argparse.Namespace) -> bool:
     judge = grader_for("math_verify", 1.0)._judge
     calls_before = judge.calls
     for mode in ("exact", "normalized", "math_verify"):
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), cpu_seconds()
         scored = score_rollouts(step, RewardConfig("co_reward", mode))
-        results[mode] = (time.perf_counter() - t, scored)
-        print(f"ours  co_reward {mode:<11}: {results[mode][0]:7.3f} s  "
+        results[mode] = (time.perf_counter() - t, cpu_seconds() - cpu, scored)
+        print(f"ours  co_reward {mode:<11}: {results[mode][0]:7.3f} s wall, {results[mode][1]:6.2f} s CPU  "
               f"reward_mean={scored.metrics['reward_mean']:.3f}")
     print(f"      math-verify comparisons asked by ours: {judge.calls - calls_before}, "
           f"timeouts so far: {judge.timeouts}")
 
     subset = step if args.naive_pairs is None else step[: args.naive_pairs * 2 * args.rollouts]
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), cpu_seconds()
     naive = naive_rewards(subset)
     naive_s = (time.perf_counter() - t) * len(step) / len(subset)
+    naive_cpu = (cpu_seconds() - cpu) * len(step) / len(subset)
     scale = "" if subset is step else f" (measured on {len(subset)} responses, scaled)"
-    print(f"naive all-pairs math-verify            : {naive_s:7.3f} s{scale}")
+    print(f"naive all-pairs math-verify            : {naive_s:7.3f} s wall, {naive_cpu:6.2f} s CPU{scale}")
 
     ours_sub = score_rollouts(subset, RewardConfig("co_reward", "math_verify")).rewards
     mismatches = sum(a != b for a, b in zip(ours_sub, naive))
-    ours_s = results["math_verify"][0]
+    ours_s, ours_cpu = results["math_verify"][:2]
     print(f"rewards identical to the naive peer: {mismatches == 0} ({mismatches} mismatches "
           f"of {len(naive)})")
-    print(f"speed-up math_verify mode vs naive: {naive_s / ours_s:.1f}x (target >= 20x)")
-    print(f"whole step on one core: {ours_s:.3f} s (target <= 1 s)")
-    return mismatches == 0 and naive_s / ours_s >= 20 and ours_s <= 1.0
+    print(f"speed-up math_verify mode vs naive: {naive_s / ours_s:.1f}x wall, "
+          f"{naive_cpu / ours_cpu:.1f}x CPU (target >= 20x)")
+    print(f"whole step on one core: {ours_s:.3f} s wall, {ours_cpu:.3f} s CPU (target <= 1 s CPU)")
+    return mismatches == 0 and naive_cpu / ours_cpu >= 20 and ours_cpu <= 1.0
 
 
 def main() -> None:
@@ -238,11 +251,11 @@ def main() -> None:
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, children too
-    print(f"CPU: {cpu_model()}; one core; load average {os.getloadavg()[0]:.2f}")
+    print(f"CPU: {describe()}; one core used")
 
     # Start math-verify's child and its LaTeX parser outside the timing, as in a running
     # trainer (the child lives across steps); no answer of the step is cached by this.
-    grader_for("math_verify", 1.0).group(["w^3+1", "(w+1)^3", r"\{7, 8\}"])
+    grader_for("math_verify", 1.0)._judge.parsable(r"\sin w")
     ok = [run_mix(mix, args) for mix in args.mix or sorted(MIXES)]
     print("PASS" if all(ok) else "FAIL")
     sys.exit(0 if all(ok) else 1)

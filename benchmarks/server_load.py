@@ -10,8 +10,9 @@ in-process ``score_rollouts`` on the same step: the mismatch count must be 0.
 
 Reported: requests/s, rollouts/s, p50/p99 request latency under load, and the overhead
 of one step through an idle server against scoring it in process (same step, medians
-of ``--repeats``). The run is bounded in requests and in time (``--time-limit-s``: no
-new request is sent after it).
+of ``--repeats``): the client extracts answers and sends those (the default; target:
+at most 0.1 s over in process), and, as the peer, sends whole responses. The run is
+bounded in requests and in time (``--time-limit-s``: no new request is sent after it).
 
     python benchmarks/server_load.py [--clients 8] [--requests 3] [--equivalence exact]
 """
@@ -32,6 +33,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from machine import cpu_model
 from nemo_coreward.reward import RewardConfig, Rollout, ScoredBatch, score_rollouts
 from nemo_coreward.server import RewardClient
 
@@ -169,9 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         proc, url = start_server(args.workers, args.instances, log)
         print(f"server: {url} ({args.workers} workers, {args.instances} instances; log {log})")
     try:
-        with RewardClient(url, timeout_s=600, retries=2) as client:
+        with RewardClient(url, timeout_s=600, retries=2) as client, \
+                RewardClient(url, timeout_s=600, retries=2, send_answers=False) as full_text:
             client.score(steps[0], config)  # warm-up
-            local, remote = [], []
+            full_text.score(steps[0], config)
+            local, remote, remote_full = [], [], []
             for _ in range(args.repeats):
                 t = time.perf_counter()
                 score_rollouts(steps[0], config)
@@ -179,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 client.score(steps[0], config)
                 remote.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                full_text.score(steps[0], config)
+                remote_full.append(time.perf_counter() - t)
 
             latencies: list[float] = []
             mismatches, lock = 0, threading.Lock()
@@ -215,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
                 os.killpg(proc.pid, signal.SIGKILL)
 
     lat = sorted(latencies)
+    one_local, one_remote, one_full = (statistics.median(x) for x in (local, remote, remote_full))
     report = {
+        "cpu": cpu_model(), "load_average": round(os.getloadavg()[0], 2),
         "clients": args.clients, "requests": len(lat), "rollouts_per_request": len(steps[0]),
         "reward": args.reward, "equivalence": args.equivalence,
         "workers": args.workers, "instances": args.instances, "cpu_cores": os.cpu_count(),
@@ -225,14 +234,18 @@ def main(argv: list[str] | None = None) -> int:
         "latency_p50_s": round(statistics.median(lat), 3),
         "latency_p99_s": round(lat[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)], 3),
         "mismatches": mismatches,
-        "one_step_in_process_s": round(statistics.median(local), 3),
-        "one_step_server_s": round(statistics.median(remote), 3),
-        "overhead_ratio": round(statistics.median(remote) / statistics.median(local), 2),
+        "one_step_in_process_s": round(one_local, 3),
+        "one_step_server_s": round(one_remote, 3),
+        "server_overhead_s": round(one_remote - one_local, 3),
+        "one_step_server_full_text_s": round(one_full, 3),
+        "full_text_overhead_s": round(one_full - one_local, 3),
+        "overhead_vs_full_text": round((one_remote - one_local) / (one_full - one_local), 3),
     }
     for k, v in report.items():
         print(f"{k:>24}: {v}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
+    print("target: server_overhead_s <= 0.1:", "PASS" if report["server_overhead_s"] <= 0.1 else "FAIL")
     return 0 if mismatches == 0 and len(lat) == args.clients * args.requests else 1
 
 

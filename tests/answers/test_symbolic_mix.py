@@ -2,6 +2,7 @@
 benchmark's symbolic mix (expanded and factored polynomials, radicals, multiples of pi,
 tuples, intervals, sets, fraction spellings, wrong, empty and pathological answers)."""
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "reward_through
 
 @pytest.fixture(scope="module")
 def bench():
+    sys.path.insert(0, str(BENCHMARK.parent))  # its sibling module machine.py
     spec = importlib.util.spec_from_file_location("reward_throughput", BENCHMARK)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
