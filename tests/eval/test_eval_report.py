@@ -136,3 +136,18 @@ def test_seeds_of_an_arm_are_one_mean_line_with_a_band(tmp_path, make_run):
     assert np.abs(a - b).sum() > 100
     with pytest.raises(ValueError, match="given twice"):
         write_report([seeds[0], seeds[0]], tmp_path / "twice")
+
+
+def test_report_cli_alarm_rules(tmp_path, make_run, capsys):
+    # The constructed collapse: pseudo-label accuracy 0.6 -> 0.1 while the majority ratio
+    # rises 0.3 -> 0.9; twin agreement rises with it (0.2 -> 0.7), so the label-free split
+    # rule alone (0.9 - 0.7 = 0.2 < 0.5) does not see it, and drop does.
+    b = make_run(tmp_path, "b", "majority", collapse=True)
+    out = str(tmp_path / "out")
+    assert report_main([str(b), "--out", out, "--fail-on-alarm", "--alarm-rules", "split"]) == 0
+    assert report_main([str(b), "--out", out, "--fail-on-alarm", "--alarm-rules", "drop"]) == 3
+    assert "(drop)" in capsys.readouterr().out
+    assert report_main([str(b), "--out", out, "--fail-on-alarm", "--alarm-rules", "split",
+                        "--alarm-split", "0.1"]) == 3
+    assert report_main([str(b), "--out", out, "--alarm-rules", "slump"]) == 2
+    assert "unknown rule 'slump'" in capsys.readouterr().err
