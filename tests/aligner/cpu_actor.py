@@ -1,6 +1,14 @@
 """A duck-typed CPU stand-in for ``MegatronGPTCoRewardActorModel``: the methods the trainer
 calls (hooks doc, "Actor surface"), on a tiny torch policy, with scripted generations.
 
+Why a stand-in: the real actor cannot be built on CPU (``MegatronGPTModel.__init__`` needs a
+Lightning trainer with NeMo's DDP strategy and CUDA, and its generation TensorRT-LLM or
+NeMo's CUDA sampling loop). Its training loss path does run on CPU and is tested with the
+real methods in test_actor_loss_megatron.py; this stand-in computes the same loss
+(``aligner.loss.actor_loss``, scaled by the DP size, gradients averaged over DP).
+``Recorder`` stands in for exp_manager's loggers, checkpoint callback and run timer, which
+need a Lightning trainer.
+
 Generation is scripted (answers drawn per (pair, side) from a seeded generator) because the
 test checks the data path, not the model; log-probs, the loss and the optimiser are real.
 """
