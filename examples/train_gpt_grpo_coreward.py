@@ -20,8 +20,6 @@ import torch
 import torch.multiprocessing as mp
 from megatron.core import parallel_state as mcore_parallel_state
 from megatron.core.utils import divide
-from omegaconf.omegaconf import OmegaConf, open_dict
-
 from nemo.core.config import hydra_runner
 from nemo.utils import logging
 from nemo.utils.exp_manager import exp_manager
@@ -39,7 +37,12 @@ from nemo_aligner.utils.train_script_utils import (
     resolve_and_create_trainer,
     retrieve_custom_trainer_state_dict,
 )
-from nemo_aligner.utils.utils import load_and_override_model_config, load_from_nemo, retrieve_model_state_dict_in_cpu
+from nemo_aligner.utils.utils import (
+    load_and_override_model_config,
+    load_from_nemo,
+    retrieve_model_state_dict_in_cpu,
+)
+from omegaconf.omegaconf import OmegaConf, open_dict
 
 from nemo_coreward.aligner.actor import MegatronGPTCoRewardActorModel
 from nemo_coreward.aligner.config import (
@@ -114,9 +117,11 @@ def main(cfg) -> None:
     try:
         coreward = CoRewardConfig.from_mapping(OmegaConf.to_container(cfg.coreward, resolve=True))
         alias_grpo_sections(cfg)
-        check_generation(coreward, cfg.trainer.grpo.trt_llm.enable, cfg.trainer.grpo.trt_llm.reshard)
+        trt_llm = cfg.trainer.grpo.trt_llm
+        check_generation(coreward, trt_llm.enable, trt_llm.reshard)
         apply_tokenizer_override(cfg.model)
-        cfg.model = load_and_override_model_config(cfg.pretrained_checkpoint.restore_from_path, cfg.model)
+        cfg.model = load_and_override_model_config(cfg.pretrained_checkpoint.restore_from_path,
+                                                   cfg.model)
     except ConfigError as err:
         refuse(err)
     check_model(cfg)
@@ -152,7 +157,8 @@ def main(cfg) -> None:
     grpo = cfg.model.grpo
     try:
         pairs_per_call, rollouts_per_step = check_batch_layout(
-            grpo.num_rollout_samples, coreward.data.num_sides, cfg.trainer.grpo.num_rollouts_per_prompt,
+            grpo.num_rollout_samples, coreward.data.num_sides,
+            cfg.trainer.grpo.num_rollouts_per_prompt,
             grpo.rollout_micro_batch_size, grpo.forward_micro_batch_size,
             cfg.model.global_batch_size, cfg.model.micro_batch_size, dp_size)
     except ConfigError as err:

@@ -24,12 +24,14 @@ Upstream facts (NeMo 2.2.0, the NeMo of nvcr.io/nvidia/nemo:25.02):
   ``old_context_len`` (8192) from the model config; the Llama converter writes none of them,
   so a converted Llama 3.2 (Hugging Face ``rope_scaling.factor`` 32) trains with Llama 3.1's 8.
 """
+
 from __future__ import annotations
 
 import json
 import tarfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -60,8 +62,14 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
             text = (path / MODEL_CONFIG_MEMBER).read_text()
         elif tarfile.is_tarfile(path):
             with tarfile.open(path) as tar:
-                member = next((m for m in tar.getmembers()
-                               if Path(m.name).name == MODEL_CONFIG_MEMBER and m.isfile()), None)
+                member = next(
+                    (
+                        m
+                        for m in tar.getmembers()
+                        if Path(m.name).name == MODEL_CONFIG_MEMBER and m.isfile()
+                    ),
+                    None,
+                )
                 if member is None:
                     raise PlanError(f"{path}: no {MODEL_CONFIG_MEMBER} inside; is it a .nemo?")
                 text = tar.extractfile(member).read().decode()
@@ -72,7 +80,9 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
     config = OmegaConf.to_container(OmegaConf.create(text), resolve=False)
     if not isinstance(config, dict):
         raise PlanError(f"{path}: the model config is not a mapping")
-    return config.get("model", config) if "model" in config and "num_layers" not in config else config
+    return (
+        config.get("model", config) if "model" in config and "num_layers" not in config else config
+    )
 
 
 def apply_tokenizer_override(model_cfg: DictConfig) -> None:
@@ -89,7 +99,9 @@ def apply_tokenizer_override(model_cfg: DictConfig) -> None:
         model_cfg.overwrite_base_config.tokenizer = True
 
 
-def effective_model_config(nemo_cfg: Mapping[str, Any] | None, model_cfg: DictConfig) -> dict[str, Any]:
+def effective_model_config(
+    nemo_cfg: Mapping[str, Any] | None, model_cfg: DictConfig
+) -> dict[str, Any]:
     """The model config a run sees: ``model_cfg`` merged over the .nemo's, as NeMo-Aligner's
     ``load_and_override_model_config`` merges them (the tokenizer override applied)."""
     overrides = OmegaConf.create(OmegaConf.to_container(model_cfg, resolve=True))
@@ -102,15 +114,18 @@ def effective_model_config(nemo_cfg: Mapping[str, Any] | None, model_cfg: DictCo
     return OmegaConf.to_container(OmegaConf.merge(base, overrides), resolve=True)
 
 
-def check_local_tokenizer(tokenizer: Mapping[str, Any] | None,
-                          is_dir: Callable[[str], bool] = lambda p: Path(p).is_dir()) -> str:
+def check_local_tokenizer(
+    tokenizer: Mapping[str, Any] | None, is_dir: Callable[[str], bool] = lambda p: Path(p).is_dir()
+) -> str:
     """Refuse a tokenizer a compute node would download; return where it is loaded from.
 
     A Hugging Face tokenizer must be a local directory; a SentencePiece/tiktoken model
     file packed in the .nemo (``nemo:...``) or on disk is local by construction.
     """
-    way_out = ("pass model.tokenizer.type=/path/to/the/model's/hf/dir (its local Hugging Face "
-               "directory, mounted in the container)")
+    way_out = (
+        "pass model.tokenizer.type=/path/to/the/model's/hf/dir (its local Hugging Face "
+        "directory, mounted in the container)"
+    )
     if not tokenizer:
         raise PlanError(f"model.tokenizer: the model config has no tokenizer; {way_out}")
     library = tokenizer.get("library", "sentencepiece")
@@ -118,12 +133,16 @@ def check_local_tokenizer(tokenizer: Mapping[str, Any] | None,
         source = str(tokenizer.get("type") or "")
         if not source.startswith("/") or not is_dir(source):
             kind = "the hub id" if not source.startswith("/") else "the missing directory"
-            raise PlanError(f"model.tokenizer.type: {kind} {source!r} cannot be loaded on an offline "
-                            f"compute node; {way_out}")
+            raise PlanError(
+                f"model.tokenizer.type: {kind} {source!r} cannot be loaded on an offline "
+                f"compute node; {way_out}"
+            )
         return source
     model = tokenizer.get("model")
     if not model:
-        raise PlanError(f"model.tokenizer.model: a {library} tokenizer without a model file; {way_out}")
+        raise PlanError(
+            f"model.tokenizer.model: a {library} tokenizer without a model file; {way_out}"
+        )
     return str(model)
 
 
@@ -142,15 +161,20 @@ def check_trt_llm_features(model_cfg: Mapping[str, Any], trt_llm_enable: bool) -
     dropped = trt_llm_dropped_features(model_cfg)
     if trt_llm_enable and dropped:
         raise PlanError(
-            f"trainer.grpo.trt_llm.enable: NeMo's TensorRT-LLM build drops {' and '.join(dropped)}, "
+            "trainer.grpo.trt_llm.enable: NeMo's TensorRT-LLM build drops "
+            f"{' and '.join(dropped)}, "
             "so rollouts would come from a different model than the one trained; set "
-            "trainer.grpo.trt_llm.enable=False (NeMo's own generation)")
+            "trainer.grpo.trt_llm.enable=False (NeMo's own generation)"
+        )
 
 
 # NeMo's RoPE-scaling keys, their defaults in mcore_model_customize, and the Hugging Face names.
-ROPE_SCALING = (("scale_factor", 8, "factor"), ("low_freq_factor", 1, "low_freq_factor"),
-                ("high_freq_factor", 4, "high_freq_factor"),
-                ("old_context_len", 8192, "original_max_position_embeddings"))
+ROPE_SCALING = (
+    ("scale_factor", 8, "factor"),
+    ("low_freq_factor", 1, "low_freq_factor"),
+    ("high_freq_factor", 4, "high_freq_factor"),
+    ("old_context_len", 8192, "original_max_position_embeddings"),
+)
 
 
 def hf_config_of(directory: str | None) -> dict[str, Any] | None:
@@ -170,9 +194,11 @@ def check_rope_scaling(model_cfg: Mapping[str, Any], hf_config: Mapping[str, Any
     if (rope.get("rope_type") or rope.get("type")) != "llama3":
         return
     if not model_cfg.get("scale_positional_embedding"):
-        raise PlanError("model.scale_positional_embedding: the model's config.json scales RoPE "
-                        "(llama3), which NeMo applies only when it is True; pass "
-                        "model.scale_positional_embedding=True")
+        raise PlanError(
+            "model.scale_positional_embedding: the model's config.json scales RoPE "
+            "(llama3), which NeMo applies only when it is True; pass "
+            "model.scale_positional_embedding=True"
+        )
     for key, default, hf_key in ROPE_SCALING:
         ours = model_cfg.get(key)
         ours = default if ours is None else ours
@@ -181,11 +207,13 @@ def check_rope_scaling(model_cfg: Mapping[str, Any], hf_config: Mapping[str, Any
             raise PlanError(
                 f"model.{key}: {ours}{source} differs from {hf_key} {rope[hf_key]} in the model's "
                 f"config.json, so NeMo would train another RoPE than the model's; pass "
-                f"+model.{key}={float(rope[hf_key]):g}")
+                f"+model.{key}={float(rope[hf_key]):g}"
+            )
 
 
-def model_shape(model_cfg: Mapping[str, Any], hf_config: Mapping[str, Any] | None = None
-                ) -> ModelShape | None:
+def model_shape(
+    model_cfg: Mapping[str, Any], hf_config: Mapping[str, Any] | None = None
+) -> ModelShape | None:
     """The shape of a GPT config, or None when it lacks the sizes (no .nemo given).
 
     The vocabulary comes from ``override_vocab_size`` or, failing that, the Hugging Face
@@ -200,10 +228,14 @@ def model_shape(model_cfg: Mapping[str, Any], hf_config: Mapping[str, Any] | Non
     vocab = model_cfg.get("override_vocab_size") or (hf_config or {}).get("vocab_size")
     activation = str(model_cfg.get("activation", "gelu"))
     return ModelShape(
-        num_layers=layers, hidden_size=hidden, ffn_hidden_size=ffn, num_attention_heads=heads,
+        num_layers=layers,
+        hidden_size=hidden,
+        ffn_hidden_size=ffn,
+        num_attention_heads=heads,
         num_query_groups=int(model_cfg.get("num_query_groups") or heads),
         kv_channels=int(model_cfg.get("kv_channels") or hidden // heads),
         vocab_size=int(vocab) if vocab else None,
         gated="glu" in activation or bool(model_cfg.get("gated_linear_unit")),
         qkv_bias=bool(model_cfg.get("qkv_bias") or model_cfg.get("bias")),
-        tied_embeddings=bool(model_cfg.get("share_embeddings_and_output_weights", True)))  # NeMo's default
+        tied_embeddings=bool(model_cfg.get("share_embeddings_and_output_weights", True)),
+    )  # NeMo's default

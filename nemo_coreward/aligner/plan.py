@@ -25,6 +25,7 @@ The upstream contracts it depends on (NeMo-Aligner 0.7.0, NeMo 2.2.0, read at th
   ``DD:HH:MM:SS`` from the start of ``fit``; at the first step end past it the run
   validates, saves and returns (``check_progress(..., run_time_exceeded=True)``).
 """
+
 from __future__ import annotations
 
 import math
@@ -54,7 +55,7 @@ __all__ = [
     "sequence_layout_of",
 ]
 
-GIB = 1024 ** 3
+GIB = 1024**3
 
 
 class PlanError(ValueError):
@@ -71,22 +72,27 @@ def grpo_steps(train_pairs: int, pairs_per_step: int, max_epochs: int, max_steps
         steps = min(steps, max_steps)
     if steps < 1:
         raise PlanError(
-            f"the run has no GRPO step: {train_pairs} training pairs // model.grpo.num_rollout_samples "
+            f"the run has no GRPO step: {train_pairs} training pairs // "
+            f"model.grpo.num_rollout_samples "
             f"({pairs_per_step}) x trainer.grpo.max_epochs ({max_epochs}), trainer.grpo.max_steps "
-            f"({max_steps}); add data or lower model.grpo.num_rollout_samples")
+            f"({max_steps}); add data or lower model.grpo.num_rollout_samples"
+        )
     return steps
 
 
 def optimizer_steps_per_rollout_batch(rollouts_per_step: int, global_batch_size: int) -> int:
     """Optimizer steps one GRPO step takes: its rollouts in minibatches of the global batch."""
     if global_batch_size < 1 or rollouts_per_step % global_batch_size:
-        raise PlanError(f"rollouts per step ({rollouts_per_step}) must be a multiple of "
-                        f"model.global_batch_size ({global_batch_size})")
+        raise PlanError(
+            f"rollouts per step ({rollouts_per_step}) must be a multiple of "
+            f"model.global_batch_size ({global_batch_size})"
+        )
     return rollouts_per_step // global_batch_size
 
 
-def scheduler_max_steps(total_optimizer_steps: int, *, configured: int | None, ptl_max_steps: int,
-                        warmup_steps: int) -> int:
+def scheduler_max_steps(
+    total_optimizer_steps: int, *, configured: int | None, ptl_max_steps: int, warmup_steps: int
+) -> int:
     """The ``optim.sched.max_steps`` the run needs; refuses settings that would shrink it.
 
     ``configured`` is ``model.optim.sched.max_steps`` (None: sized here to the run).
@@ -97,16 +103,21 @@ def scheduler_max_steps(total_optimizer_steps: int, *, configured: int | None, p
     if ptl_max_steps >= 0 and ptl_max_steps != (configured or total_optimizer_steps):
         raise PlanError(
             f"trainer.max_steps ({ptl_max_steps}): NeMo sizes the LR schedule from it; keep it -1 "
-            "and set GRPO steps with trainer.grpo.max_steps")
+            "and set GRPO steps with trainer.grpo.max_steps"
+        )
     steps = total_optimizer_steps if configured is None else int(configured)
     if steps < total_optimizer_steps:
         raise PlanError(
-            f"model.optim.sched.max_steps ({steps}) is shorter than the run's {total_optimizer_steps} "
+            f"model.optim.sched.max_steps ({steps}) is shorter than the run's "
+            f"{total_optimizer_steps} "
             "optimizer steps, so the LR would sit at min_lr for the rest; set it to null "
-            "(sized from the run)")
+            "(sized from the run)"
+        )
     if warmup_steps >= steps:
-        raise PlanError(f"model.optim.sched.warmup_steps ({warmup_steps}) must be below the "
-                        f"schedule's {steps} steps; lower it")
+        raise PlanError(
+            f"model.optim.sched.warmup_steps ({warmup_steps}) must be below the "
+            f"schedule's {steps} steps; lower it"
+        )
     return steps
 
 
@@ -117,7 +128,7 @@ class Schedule:
     grpo_steps: int
     optimizer_steps_per_rollout_batch: int
     total_optimizer_steps: int
-    max_steps: int               # model.optim.sched.max_steps the run needs
+    max_steps: int  # model.optim.sched.max_steps the run needs
     name: str
     lr: float
     min_lr: float
@@ -129,8 +140,13 @@ class Schedule:
         (only CosineAnnealing without constant steps is)."""
         if self.name != "CosineAnnealing" or self.constant_steps:
             return None
-        return cosine_lr(step, lr=self.lr, min_lr=self.min_lr, warmup_steps=self.warmup_steps,
-                         max_steps=self.max_steps)
+        return cosine_lr(
+            step,
+            lr=self.lr,
+            min_lr=self.min_lr,
+            warmup_steps=self.warmup_steps,
+            max_steps=self.max_steps,
+        )
 
 
 def lr_schedule(cfg: Any, *, train_pairs: int, rollouts_per_step: int) -> Schedule:
@@ -138,9 +154,15 @@ def lr_schedule(cfg: Any, *, train_pairs: int, rollouts_per_step: int) -> Schedu
     ``model.optim.sched``, PTL ``trainer.max_steps``) and the number of training pairs."""
     grpo, sched = cfg.trainer.grpo, cfg.model.optim.sched
     grpo_max_steps = grpo.get("max_steps")
-    steps = grpo_steps(train_pairs, int(cfg.model.grpo.num_rollout_samples), int(grpo.max_epochs),
-                       -1 if grpo_max_steps is None else int(grpo_max_steps))
-    per_batch = optimizer_steps_per_rollout_batch(rollouts_per_step, int(cfg.model.global_batch_size))
+    steps = grpo_steps(
+        train_pairs,
+        int(cfg.model.grpo.num_rollout_samples),
+        int(grpo.max_epochs),
+        -1 if grpo_max_steps is None else int(grpo_max_steps),
+    )
+    per_batch = optimizer_steps_per_rollout_batch(
+        rollouts_per_step, int(cfg.model.global_batch_size)
+    )
     total = steps * per_batch
     configured = sched.get("max_steps")
     ratio = sched.get("warmup_ratio")
@@ -148,12 +170,22 @@ def lr_schedule(cfg: Any, *, train_pairs: int, rollouts_per_step: int) -> Schedu
     warmup = int(sched.get("warmup_steps") or 0) if ratio is None else int(ratio * size)
     ptl_max_steps = cfg.trainer.get("max_steps")
     max_steps = scheduler_max_steps(
-        total, configured=configured, warmup_steps=warmup,
-        ptl_max_steps=-1 if ptl_max_steps is None else int(ptl_max_steps))
-    return Schedule(grpo_steps=steps, optimizer_steps_per_rollout_batch=per_batch,
-                    total_optimizer_steps=total, max_steps=max_steps, name=str(sched.name),
-                    lr=float(cfg.model.optim.lr), min_lr=float(sched.get("min_lr") or 0.0),
-                    warmup_steps=warmup, constant_steps=int(sched.get("constant_steps") or 0))
+        total,
+        configured=configured,
+        warmup_steps=warmup,
+        ptl_max_steps=-1 if ptl_max_steps is None else int(ptl_max_steps),
+    )
+    return Schedule(
+        grpo_steps=steps,
+        optimizer_steps_per_rollout_batch=per_batch,
+        total_optimizer_steps=total,
+        max_steps=max_steps,
+        name=str(sched.name),
+        lr=float(cfg.model.optim.lr),
+        min_lr=float(sched.get("min_lr") or 0.0),
+        warmup_steps=warmup,
+        constant_steps=int(sched.get("constant_steps") or 0),
+    )
 
 
 def cosine_lr(step: int, *, lr: float, min_lr: float, warmup_steps: int, max_steps: int) -> float:
@@ -167,24 +199,39 @@ def cosine_lr(step: int, *, lr: float, min_lr: float, warmup_steps: int, max_ste
 
 
 # -- sequence layout -------------------------------------------------------------------------
-def sequence_layout(*, encoder_seq_length: int, rollout_batch_seq_length: int | None, fp8: bool,
-                    sequence_parallel: bool, tp: int) -> tuple[int, int]:
+def sequence_layout(
+    *,
+    encoder_seq_length: int,
+    rollout_batch_seq_length: int | None,
+    fp8: bool,
+    sequence_parallel: bool,
+    tp: int,
+) -> tuple[int, int]:
     """(seq_len_multiple, padded_seq_len): the multiple the kernels need and the longest
     padded training sequence; refuses lengths the padding cannot make divisible."""
     multiple = seq_len_multiple(fp8=fp8, sequence_parallel=sequence_parallel, tp=tp)
-    why = " x ".join((["16 for FP8 (model.fp8)"] if fp8 else []) +
-                     ([f"TP {tp} for model.sequence_parallel"] if sequence_parallel and tp > 1 else []))
+    why = " x ".join(
+        (["16 for FP8 (model.fp8)"] if fp8 else [])
+        + ([f"TP {tp} for model.sequence_parallel"] if sequence_parallel and tp > 1 else [])
+    )
     if encoder_seq_length % multiple:
         raise PlanError(
             f"model.encoder_seq_length ({encoder_seq_length}) must be a multiple of {multiple} "
             f"({why}): sequences padded to the multiple would outgrow it; set it to "
-            f"{encoder_seq_length - encoder_seq_length % multiple} or {round_up(encoder_seq_length, multiple)}")
+            f"{encoder_seq_length - encoder_seq_length % multiple} or "
+            f"{round_up(encoder_seq_length, multiple)}"
+        )
     if rollout_batch_seq_length is not None and rollout_batch_seq_length % multiple:
         raise PlanError(
-            f"trainer.grpo.rollout_batch_seq_length ({rollout_batch_seq_length}) must be a multiple "
-            f"of {multiple} ({why}); set it to {round_up(rollout_batch_seq_length, multiple)} or null")
-    padded = rollout_batch_seq_length if rollout_batch_seq_length is not None else \
-        round_up(encoder_seq_length, multiple)
+            f"trainer.grpo.rollout_batch_seq_length ({rollout_batch_seq_length}) must be a "
+            f"multiple of {multiple} ({why}); set it to "
+            f"{round_up(rollout_batch_seq_length, multiple)} or null"
+        )
+    padded = (
+        rollout_batch_seq_length
+        if rollout_batch_seq_length is not None
+        else round_up(encoder_seq_length, multiple)
+    )
     return multiple, padded
 
 
@@ -194,8 +241,10 @@ def sequence_layout_of(cfg: Any) -> tuple[int, int]:
     return sequence_layout(
         encoder_seq_length=int(model.encoder_seq_length),
         rollout_batch_seq_length=cfg.trainer.grpo.get("rollout_batch_seq_length"),
-        fp8=bool(model.get("fp8", False)), sequence_parallel=bool(model.get("sequence_parallel", False)),
-        tp=int(model.tensor_model_parallel_size))
+        fp8=bool(model.get("fp8", False)),
+        sequence_parallel=bool(model.get("sequence_parallel", False)),
+        tp=int(model.tensor_model_parallel_size),
+    )
 
 
 # -- time limits -----------------------------------------------------------------------------
@@ -212,13 +261,15 @@ def parse_slurm_time(text: str) -> int | None:
         return None
     match = _SLURM_TIME.match(text)
     if not match:
-        raise PlanError(f"--time-limit {text!r}: not a SLURM time (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S)")
+        raise PlanError(
+            f"--time-limit {text!r}: not a SLURM time (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S)"
+        )
     days, a, b, c = match.groups()
     if days is not None:  # D-H[:M[:S]]
         hours, minutes, seconds = int(a), int(b or 0), int(c or 0)
-    elif c is not None:   # H:M:S
+    elif c is not None:  # H:M:S
         hours, minutes, seconds = int(a), int(b), int(c)
-    else:                 # M or M:S
+    else:  # M or M:S
         hours, minutes, seconds = 0, int(a), int(b or 0)
     return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds
 
@@ -249,15 +300,19 @@ def max_time_per_run(limit_s: int, margin_s: int, configured: str | None) -> int
     """
     if configured is None:
         if limit_s <= margin_s:
-            raise PlanError(f"the time limit ({nemo_duration(limit_s)}) is not longer than the margin "
-                            f"({nemo_duration(margin_s)}); ask SLURM for more time or lower --time-margin")
+            raise PlanError(
+                f"the time limit ({nemo_duration(limit_s)}) is not longer than the margin "
+                f"({nemo_duration(margin_s)}); ask SLURM for more time or lower --time-margin"
+            )
         return limit_s - margin_s
     seconds = parse_nemo_duration(configured)
     if seconds > limit_s - margin_s:
         raise PlanError(
             f"exp_manager.max_time_per_run ({configured}) leaves less than the margin "
-            f"({nemo_duration(margin_s)}) before the job's limit ({nemo_duration(limit_s)}): the job "
-            f"would be killed before it saves; set it to {nemo_duration(max(limit_s - margin_s, 0))} or less")
+            f"({nemo_duration(margin_s)}) before the job's limit ({nemo_duration(limit_s)}): "
+            f"the job would be killed before it saves; set it to "
+            f"{nemo_duration(max(limit_s - margin_s, 0))} or less"
+        )
     return seconds
 
 
@@ -272,8 +327,8 @@ class ModelShape:
     num_attention_heads: int
     num_query_groups: int
     kv_channels: int
-    vocab_size: int | None      # None: unknown, embeddings left out of the count
-    gated: bool = True          # SwiGLU: three MLP matrices instead of two
+    vocab_size: int | None  # None: unknown, embeddings left out of the count
+    gated: bool = True  # SwiGLU: three MLP matrices instead of two
     qkv_bias: bool = False
     tied_embeddings: bool = False
 
@@ -287,8 +342,11 @@ class ModelShape:
         attention = qkv + self.num_attention_heads * d * h
         mlp = (3 if self.gated else 2) * h * self.ffn_hidden_size
         per_layer = attention + mlp + 2 * h
-        embeddings = 0 if self.vocab_size is None else \
-            self.vocab_size * h * (1 if self.tied_embeddings else 2)
+        embeddings = (
+            0
+            if self.vocab_size is None
+            else self.vocab_size * h * (1 if self.tied_embeddings else 2)
+        )
         return self.num_layers * per_layer + embeddings + h
 
 
@@ -309,9 +367,18 @@ class MemoryEstimate:
         return self.weights + self.gradients + self.optimizer + self.engine_weights + self.kv_cache
 
 
-def estimate_memory(shape: ModelShape, *, tp: int, pp: int, dp: int, seq_len: int,
-                    generation_batch: int, trt_llm: bool, reference: bool, teacher: bool
-                    ) -> MemoryEstimate:
+def estimate_memory(
+    shape: ModelShape,
+    *,
+    tp: int,
+    pp: int,
+    dp: int,
+    seq_len: int,
+    generation_batch: int,
+    trt_llm: bool,
+    reference: bool,
+    teacher: bool,
+) -> MemoryEstimate:
     """Per-rank memory of the training state and the generation engine.
 
     With N = parameters / (TP x PP) on a rank (megatron_amp_O2, distributed Adam):
@@ -319,15 +386,27 @@ def estimate_memory(shape: ModelShape, *, tp: int, pp: int, dp: int, seq_len: in
     and v, sharded over DP; moved to the CPU while generating with ``offload_adam_states``);
     TensorRT-LLM engine weights 2N (the engine keeps its own bf16 copy); the generation KV
     cache 2 (K, V) x layers/PP x max(1, KV heads/TP) x head dim x 2 bytes x seq_len x the
-    generation batch (TensorRT-LLM's or Megatron's own). Host: the KL reference 2N (bf16 CPU copy), the Co-rewarding-II
-    teacher 4N (fp32; it is also the reference). Activations, CUDA/NCCL buffers and
-    TensorRT-LLM's own reservations are not counted.
+    generation batch (TensorRT-LLM's or Megatron's own). Host: the KL reference 2N (bf16
+    CPU copy), the Co-rewarding-II teacher 4N (fp32; it is also the reference).
+    Activations, CUDA/NCCL buffers and TensorRT-LLM's own reservations are not counted.
     """
     per_rank = shape.parameters / (tp * pp)
     kv_heads = max(1, shape.num_query_groups // tp)
-    kv = 2 * math.ceil(shape.num_layers / pp) * kv_heads * shape.kv_channels * 2 * seq_len * generation_batch
+    kv = (
+        2
+        * math.ceil(shape.num_layers / pp)
+        * kv_heads
+        * shape.kv_channels
+        * 2
+        * seq_len
+        * generation_batch
+    )
     return MemoryEstimate(
-        weights=int(2 * per_rank), gradients=int(2 * per_rank), optimizer=int(12 * per_rank / dp),
-        engine_weights=int(2 * per_rank) if trt_llm else 0, kv_cache=int(kv),
+        weights=int(2 * per_rank),
+        gradients=int(2 * per_rank),
+        optimizer=int(12 * per_rank / dp),
+        engine_weights=int(2 * per_rank) if trt_llm else 0,
+        kv_cache=int(kv),
         host_reference=int(2 * per_rank) if reference and not teacher else 0,
-        host_teacher=int(4 * per_rank) if teacher else 0)
+        host_teacher=int(4 * per_rank) if teacher else 0,
+    )

@@ -1,7 +1,8 @@
 """``coreward preflight``: the run plan of a NeMo-Aligner GRPO config, before any GPU is allocated.
 
     coreward preflight --config-name gpt_grpo_coreward_llama31_8b aligner/precision=fp8 \\
-        --nemo /models/llama31-8b-instruct.nemo model.tokenizer.type=/models/Llama-3.1-8B-Instruct \\
+        --nemo /models/llama31-8b-instruct.nemo \\
+        model.tokenizer.type=/models/Llama-3.1-8B-Instruct \\
         model.data.data_prefix.train=/data/math_twins.jsonl --time-limit 4:00:00
 
 Takes the config and Hydra overrides of ``examples/train_gpt_grpo_coreward.py``, composes
@@ -12,6 +13,7 @@ GPU run or silently spoil it exits with status 2 and one line naming the keys to
 The sbatch files run it inside the container before ``srun``; ``--json`` prints one JSON
 object for scripts. Needs no GPU, NeMo or Megatron.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,11 +28,20 @@ from typing import Any
 
 from nemo_coreward.aligner import plan as P
 from nemo_coreward.aligner.config import (
-    ConfigError, CoRewardConfig, check_batch_layout, check_generation, register_resolvers,
+    ConfigError,
+    CoRewardConfig,
+    check_batch_layout,
+    check_generation,
+    register_resolvers,
 )
 from nemo_coreward.aligner.model_features import (
-    check_local_tokenizer, check_rope_scaling, check_trt_llm_features, effective_model_config,
-    hf_config_of, model_shape, read_model_config,
+    check_local_tokenizer,
+    check_rope_scaling,
+    check_trt_llm_features,
+    effective_model_config,
+    hf_config_of,
+    model_shape,
+    read_model_config,
 )
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -57,7 +68,7 @@ class RunPlan:
     optimizer_steps_per_rollout_batch: int
     total_optimizer_steps: int
     scheduler_max_steps: int
-    lr: dict[str, float] | None      # start, warmup_end, half, end (None: not previewed)
+    lr: dict[str, float] | None  # start, warmup_end, half, end (None: not previewed)
     seq_len_multiple: int
     padded_seq_len: int
     generation_batch: int
@@ -74,7 +85,8 @@ class RunPlan:
 
 def compose(config_name: str, overrides: list[str], config_dir: Path = CONF_DIR) -> Any:
     """The resolved config ``examples/train_gpt_grpo_coreward.py`` would see."""
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
     register_resolvers()
@@ -89,11 +101,15 @@ def _count_train_pairs(cfg: Any, given: int | None) -> tuple[int, str]:
         return given, "--train-pairs"
     path = cfg.model.data.data_prefix.get("train")
     if not path:
-        raise P.PlanError("the number of training pairs is unknown: pass --train-pairs N or "
-                          "model.data.data_prefix.train=FILE")
+        raise P.PlanError(
+            "the number of training pairs is unknown: pass --train-pairs N or "
+            "model.data.data_prefix.train=FILE"
+        )
     from nemo_coreward.data.records import load_records
 
-    return len(load_records(path)), f"{path} (records; pairs over the prompt budget are dropped at start)"
+    return len(
+        load_records(path)
+    ), f"{path} (records; pairs over the prompt budget are dropped at start)"
 
 
 def _slurm_time_limit() -> str | None:
@@ -101,12 +117,21 @@ def _slurm_time_limit() -> str | None:
     if not job or shutil.which("squeue") is None:
         return None
     out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%l"], capture_output=True, text=True)
-    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    return (
+        out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    )
 
 
-def build_plan(cfg: Any, *, config_name: str, train_pairs: int | None = None,
-               nemo_cfg: dict[str, Any] | None = None, time_limit: str | None = None,
-               time_margin: str = DEFAULT_MARGIN, step_time: str | None = None) -> RunPlan:
+def build_plan(
+    cfg: Any,
+    *,
+    config_name: str,
+    train_pairs: int | None = None,
+    nemo_cfg: dict[str, Any] | None = None,
+    time_limit: str | None = None,
+    time_margin: str = DEFAULT_MARGIN,
+    step_time: str | None = None,
+) -> RunPlan:
     """The plan of a composed config; raises PlanError/ConfigError on a bad combination."""
     coreward = CoRewardConfig.from_mapping(_container(cfg.coreward))
     grpo_trainer, model = cfg.trainer.grpo, cfg.model
@@ -116,29 +141,45 @@ def build_plan(cfg: Any, *, config_name: str, train_pairs: int | None = None,
     tp, pp = int(model.tensor_model_parallel_size), int(model.pipeline_model_parallel_size)
     nodes, gpus = int(cfg.trainer.num_nodes), int(cfg.trainer.num_nodes) * int(cfg.trainer.devices)
     if gpus % (tp * pp):
-        raise P.PlanError(f"trainer.num_nodes x trainer.devices ({gpus} GPUs) must be a multiple of "
-                          f"model.tensor_model_parallel_size x pipeline_model_parallel_size ({tp} x {pp})")
+        raise P.PlanError(
+            f"trainer.num_nodes x trainer.devices ({gpus} GPUs) must be a multiple of "
+            f"model.tensor_model_parallel_size x pipeline_model_parallel_size ({tp} x {pp})"
+        )
     if int(model.get("context_parallel_size") or 1) > 1:
-        raise P.PlanError("model.context_parallel_size: context parallelism is not supported by the "
-                          "Co-Reward actor's loss scaling; set it to 1")
+        raise P.PlanError(
+            "model.context_parallel_size: context parallelism is not supported by the "
+            "Co-Reward actor's loss scaling; set it to 1"
+        )
     dp = gpus // (tp * pp)
     pairs_per_call, rollouts = check_batch_layout(
-        int(model.grpo.num_rollout_samples), coreward.data.num_sides,
-        int(grpo_trainer.num_rollouts_per_prompt), int(model.grpo.rollout_micro_batch_size),
-        int(model.grpo.forward_micro_batch_size), int(model.global_batch_size),
-        int(model.micro_batch_size), dp)
+        int(model.grpo.num_rollout_samples),
+        coreward.data.num_sides,
+        int(grpo_trainer.num_rollouts_per_prompt),
+        int(model.grpo.rollout_micro_batch_size),
+        int(model.grpo.forward_micro_batch_size),
+        int(model.global_batch_size),
+        int(model.micro_batch_size),
+        dp,
+    )
     val, save = int(grpo_trainer.val_check_interval), int(grpo_trainer.save_interval)
     if val > 0 and save > 0 and save % val:
-        raise P.PlanError(f"trainer.grpo.save_interval ({save}) must be a multiple of "
-                          f"trainer.grpo.val_check_interval ({val}) (NeMo-Aligner asserts it)")
+        raise P.PlanError(
+            f"trainer.grpo.save_interval ({save}) must be a multiple of "
+            f"trainer.grpo.val_check_interval ({val}) (NeMo-Aligner asserts it)"
+        )
 
     pairs, source = _count_train_pairs(cfg, train_pairs)
     schedule = P.lr_schedule(cfg, train_pairs=pairs, rollouts_per_step=rollouts)
     multiple, padded = P.sequence_layout_of(cfg)
 
-    explicit_tokenizer = model.get("tokenizer") is not None and model.tokenizer.get("type") is not None
-    effective = effective_model_config(nemo_cfg, model) if nemo_cfg is not None or explicit_tokenizer \
+    explicit_tokenizer = (
+        model.get("tokenizer") is not None and model.tokenizer.get("type") is not None
+    )
+    effective = (
+        effective_model_config(nemo_cfg, model)
+        if nemo_cfg is not None or explicit_tokenizer
         else None
+    )
     tokenizer = check_local_tokenizer(effective.get("tokenizer")) if effective is not None else None
     hf_config = hf_config_of(tokenizer)
     if nemo_cfg is not None:
@@ -148,9 +189,16 @@ def build_plan(cfg: Any, *, config_name: str, train_pairs: int | None = None,
     memory = None
     if shape is not None:
         estimate = P.estimate_memory(
-            shape, tp=tp, pp=pp, dp=dp, seq_len=int(model.encoder_seq_length),
-            generation_batch=int(model.grpo.rollout_micro_batch_size), trt_llm=trt,
-            reference=coreward.needs_reference, teacher=coreward.needs_teacher)
+            shape,
+            tp=tp,
+            pp=pp,
+            dp=dp,
+            seq_len=int(model.encoder_seq_length),
+            generation_batch=int(model.grpo.rollout_micro_batch_size),
+            trt_llm=trt,
+            reference=coreward.needs_reference,
+            teacher=coreward.needs_teacher,
+        )
         memory = {key: round(value / P.GIB, 2) for key, value in asdict(estimate).items()}
         memory["gpu_total"] = round(estimate.gpu_total / P.GIB, 2)
         memory["parameters_billion"] = round(shape.parameters / 1e9, 2)
@@ -164,7 +212,8 @@ def build_plan(cfg: Any, *, config_name: str, train_pairs: int | None = None,
             raise P.PlanError(
                 f"--time-margin ({P.nemo_duration(margin)}) must exceed one GRPO step "
                 f"({P.nemo_duration(step_s)}): the timer stops the run only at a step's end, "
-                "then validates and saves; raise the margin")
+                "then validates and saves; raise the margin"
+            )
         run_s = P.max_time_per_run(limit, margin, configured)
     else:
         step_s = P.parse_slurm_time(step_time) if step_time else None
@@ -172,25 +221,44 @@ def build_plan(cfg: Any, *, config_name: str, train_pairs: int | None = None,
     lr = None
     if schedule.lr_at(0) is not None:
         last = schedule.total_optimizer_steps - 1
-        lr = {"start": schedule.lr_at(0), "warmup_end": schedule.lr_at(schedule.warmup_steps),
-              "half": schedule.lr_at(last // 2), "end": schedule.lr_at(last)}
-    calls = (int(model.grpo.num_rollout_samples) // (pairs_per_call * dp)) \
-        * int(grpo_trainer.num_rollouts_per_prompt)
+        lr = {
+            "start": schedule.lr_at(0),
+            "warmup_end": schedule.lr_at(schedule.warmup_steps),
+            "half": schedule.lr_at(last // 2),
+            "end": schedule.lr_at(last),
+        }
+    calls = (int(model.grpo.num_rollout_samples) // (pairs_per_call * dp)) * int(
+        grpo_trainer.num_rollouts_per_prompt
+    )
     return RunPlan(
-        config=config_name, nodes=nodes, gpus=gpus, tp=tp, pp=pp, dp=dp,
-        pairs_per_step=int(model.grpo.num_rollout_samples), rollouts_per_step=rollouts,
-        train_pairs=pairs, train_pairs_source=source, grpo_steps=schedule.grpo_steps,
+        config=config_name,
+        nodes=nodes,
+        gpus=gpus,
+        tp=tp,
+        pp=pp,
+        dp=dp,
+        pairs_per_step=int(model.grpo.num_rollout_samples),
+        rollouts_per_step=rollouts,
+        train_pairs=pairs,
+        train_pairs_source=source,
+        grpo_steps=schedule.grpo_steps,
         optimizer_steps_per_rollout_batch=schedule.optimizer_steps_per_rollout_batch,
         total_optimizer_steps=schedule.total_optimizer_steps,
-        scheduler_max_steps=schedule.max_steps, lr=lr, seq_len_multiple=multiple,
-        padded_seq_len=padded, generation_batch=int(model.grpo.rollout_micro_batch_size),
+        scheduler_max_steps=schedule.max_steps,
+        lr=lr,
+        seq_len_multiple=multiple,
+        padded_seq_len=padded,
+        generation_batch=int(model.grpo.rollout_micro_batch_size),
         generation_calls_per_rank=calls,
-        engine_refits_per_step=(1 + coreward.needs_teacher) if trt else 0, trt_llm=trt,
-        tokenizer=tokenizer, memory_gib=memory,
+        engine_refits_per_step=(1 + coreward.needs_teacher) if trt else 0,
+        trt_llm=trt,
+        tokenizer=tokenizer,
+        memory_gib=memory,
         time_limit=P.nemo_duration(limit) if limit is not None else None,
         max_time_per_run=P.nemo_duration(run_s) if run_s is not None else None,
         save_interval=save,
-        steps_per_job=(run_s // step_s) if run_s is not None and step_s else None)
+        steps_per_job=(run_s // step_s) if run_s is not None and step_s else None,
+    )
 
 
 def _container(node: Any) -> dict[str, Any]:
@@ -201,35 +269,57 @@ def _container(node: Any) -> dict[str, Any]:
 
 def render(plan: RunPlan) -> str:
     """The plan as the lines a person reads."""
-    lines = [
-        f"config            {plan.config}",
-        f"layout            {plan.nodes} node(s), {plan.gpus} GPUs: TP {plan.tp} x PP {plan.pp} x DP {plan.dp}",
-        f"per GRPO step     {plan.pairs_per_step} pairs -> {plan.rollouts_per_step} rollouts; "
-        f"{plan.optimizer_steps_per_rollout_batch} optimizer step(s) per rollout batch",
-        f"training pairs    {plan.train_pairs} from {plan.train_pairs_source}",
-        f"run               {plan.grpo_steps} GRPO steps = {plan.total_optimizer_steps} optimizer steps; "
-        f"LR schedule max_steps {plan.scheduler_max_steps}",
+    rows = [
+        ("config", plan.config),
+        (
+            "layout",
+            f"{plan.nodes} node(s), {plan.gpus} GPUs: TP {plan.tp} x PP {plan.pp} x DP {plan.dp}",
+        ),
+        (
+            "per GRPO step",
+            f"{plan.pairs_per_step} pairs -> {plan.rollouts_per_step} rollouts; "
+            f"{plan.optimizer_steps_per_rollout_batch} optimizer step(s) "
+            "per rollout batch",
+        ),
+        ("training pairs", f"{plan.train_pairs} from {plan.train_pairs_source}"),
+        (
+            "run",
+            f"{plan.grpo_steps} GRPO steps = {plan.total_optimizer_steps} optimizer steps; "
+            f"LR schedule max_steps {plan.scheduler_max_steps}",
+        ),
+        (
+            "LR",
+            ", ".join(f"{k} {v:.3g}" for k, v in plan.lr.items())
+            if plan.lr is not None
+            else "(only CosineAnnealing without constant steps is previewed)",
+        ),
+        (
+            "sequence",
+            f"padded to a multiple of {plan.seq_len_multiple}; "
+            f"longest {plan.padded_seq_len} tokens",
+        ),
+        (
+            "generation",
+            f"{'TensorRT-LLM' if plan.trt_llm else 'NeMo (Megatron)'}, "
+            f"{plan.generation_batch} sequences per call, "
+            f"{plan.generation_calls_per_rank} calls per rank per step, "
+            f"{plan.engine_refits_per_step} engine refit(s) per step",
+        ),
+        ("tokenizer", plan.tokenizer or "the .nemo's (not checked: pass --nemo)"),
     ]
-    if plan.lr is not None:
-        lines.append("LR                " + ", ".join(f"{k} {v:.3g}" for k, v in plan.lr.items()))
-    else:
-        lines.append("LR                (only CosineAnnealing without constant steps is previewed)")
-    lines += [
-        f"sequence          padded to a multiple of {plan.seq_len_multiple}; longest {plan.padded_seq_len} tokens",
-        f"generation        {'TensorRT-LLM' if plan.trt_llm else 'NeMo (Megatron)'}, {plan.generation_batch} "
-        f"sequences per call, {plan.generation_calls_per_rank} calls per rank per step, "
-        f"{plan.engine_refits_per_step} engine refit(s) per step",
-        "tokenizer         " + (plan.tokenizer or "the .nemo's (not checked: pass --nemo)"),
-    ]
-    if plan.memory_gib is not None:
-        m = plan.memory_gib
-        lines.append(
-            f"memory per rank   ~{m['gpu_total']} GiB GPU ({m['parameters_billion']}B parameters): weights "
-            f"{m['weights']}, gradients {m['gradients']}, optimizer {m['optimizer']} (offloaded while "
-            f"generating), engine weights {m['engine_weights']}, KV cache {m['kv_cache']}; host: reference "
-            f"{m['host_reference']}, teacher {m['host_teacher']}; activations not counted")
-    else:
-        lines.append("memory per rank   (pass --nemo or --model-config for an estimate)")
+    m = plan.memory_gib
+    memory = (
+        "(pass --nemo or --model-config for an estimate)"
+        if m is None
+        else (
+            f"~{m['gpu_total']} GiB GPU ({m['parameters_billion']}B parameters): weights "
+            f"{m['weights']}, gradients {m['gradients']}, optimizer {m['optimizer']} (offloaded "
+            f"while generating), engine weights {m['engine_weights']}, KV cache {m['kv_cache']}; "
+            f"host: reference {m['host_reference']}, teacher {m['host_teacher']}; "
+            "activations not counted"
+        )
+    )
+    rows.append(("memory per rank", memory))
     timing = f"checkpoint every {plan.save_interval} GRPO steps"
     if plan.max_time_per_run is not None:
         timing += f"; exp_manager.max_time_per_run {plan.max_time_per_run}"
@@ -240,24 +330,37 @@ def render(plan: RunPlan) -> str:
             if plan.steps_per_job < plan.save_interval:
                 timing += " (fewer than save_interval: only the timed stop saves within a job)"
     else:
-        timing += "; no time limit known (--time-limit): a job killed by SLURM restarts from its last checkpoint"
-    lines.append(f"time              {timing}")
-    return "\n".join(lines)
+        timing += (
+            "; no time limit known (--time-limit): a job killed by SLURM restarts from its "
+            "last checkpoint"
+        )
+    rows.append(("time", timing))
+    return "\n".join(f"{label:<18}{text}" for label, text in rows)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="coreward preflight", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="coreward preflight",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for the entry script")
     parser.add_argument("--config-name", default="gpt_grpo_coreward", help="conf/<name>.yaml")
     parser.add_argument("--config-dir", type=Path, default=CONF_DIR, help="the config folder")
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--nemo", help="the .nemo to start from (its model_config.yaml is read)")
     model.add_argument("--model-config", help="a model_config.yaml instead of a .nemo")
-    parser.add_argument("--train-pairs", type=int, help="training pairs (default: count the train file)")
-    parser.add_argument("--time-limit", help="the job's SLURM time limit (default: SLURM's, in a job)")
-    parser.add_argument("--time-margin", default=DEFAULT_MARGIN,
-                        help="time kept back from the limit, SLURM format (default 30 minutes)")
+    parser.add_argument(
+        "--train-pairs", type=int, help="training pairs (default: count the train file)"
+    )
+    parser.add_argument(
+        "--time-limit", help="the job's SLURM time limit (default: SLURM's, in a job)"
+    )
+    parser.add_argument(
+        "--time-margin",
+        default=DEFAULT_MARGIN,
+        help="time kept back from the limit, SLURM format (default 30 minutes)",
+    )
     parser.add_argument("--step-time", help="measured time of one GRPO step, SLURM format (M:S)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
@@ -274,11 +377,23 @@ def main(argv: list[str]) -> int:
         cfg = compose(args.config_name, list(args.overrides), args.config_dir)
         source = args.nemo or args.model_config
         nemo_cfg = read_model_config(source) if source else None
-        plan = build_plan(cfg, config_name=args.config_name, train_pairs=args.train_pairs,
-                          nemo_cfg=nemo_cfg, time_limit=args.time_limit or _slurm_time_limit(),
-                          time_margin=args.time_margin, step_time=args.step_time)
-    except (P.PlanError, ConfigError, RecordError, FileNotFoundError, HydraException,
-            OmegaConfBaseException) as err:
+        plan = build_plan(
+            cfg,
+            config_name=args.config_name,
+            train_pairs=args.train_pairs,
+            nemo_cfg=nemo_cfg,
+            time_limit=args.time_limit or _slurm_time_limit(),
+            time_margin=args.time_margin,
+            step_time=args.step_time,
+        )
+    except (
+        P.PlanError,
+        ConfigError,
+        RecordError,
+        FileNotFoundError,
+        HydraException,
+        OmegaConfBaseException,
+    ) as err:
         message = " ".join(str(err).split())
         print(f"coreward preflight: {message}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ Each file runs unchanged under bash on the host (no container) with small stand-
 on its port until ``scancel`` stops it, and records the actor's command instead of starting
 Megatron.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,10 @@ import pytest
 from tests.aligner.test_preflight_cli import LLAMA31_8B, make_nemo
 
 ROOT = Path(__file__).resolve().parents[2]
-SBATCH = {"het": ROOT / "examples/slurm/coreward_grpo.sbatch",
-          "single": ROOT / "examples/slurm/coreward_grpo_single_node.sbatch"}
+SBATCH = {
+    "het": ROOT / "examples/slurm/coreward_grpo.sbatch",
+    "single": ROOT / "examples/slurm/coreward_grpo_single_node.sbatch",
+}
 
 SRUN = r"""#!/bin/bash
 # srun stand-in: drop the options, then run the step the way its job name says.
@@ -76,30 +79,56 @@ def _free_port() -> int:
 def job(tmp_path):
     stubs = tmp_path / "stubs"
     stubs.mkdir()
-    for name, text in (("srun", SRUN), ("ready_server", READY_SERVER), ("squeue", SQUEUE),
-                       ("scontrol", SCONTROL), ("scancel", SCANCEL)):
+    for name, text in (
+        ("srun", SRUN),
+        ("ready_server", READY_SERVER),
+        ("squeue", SQUEUE),
+        ("scontrol", SCONTROL),
+        ("scancel", SCANCEL),
+    ):
         (stubs / name).write_text(text)
         (stubs / name).chmod(0o755)
     hf = tmp_path / "Llama-3.1-8B-Instruct"
     hf.mkdir()
     train = tmp_path / "train.jsonl"
-    train.write_text("".join(json.dumps({"id": f"q{i}", "question": f"{i}+1?", "rephrasings": [f"1+{i}?"]})
-                             + "\n" for i in range(1000)))
+    train.write_text(
+        "".join(
+            json.dumps({"id": f"q{i}", "question": f"{i}+1?", "rephrasings": [f"1+{i}?"]}) + "\n"
+            for i in range(1000)
+        )
+    )
     http_port = _free_port()
-    env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "STUBS": str(stubs),
-           "SLURM_SUBMIT_DIR": str(ROOT), "SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST_HET_GROUP_0": "n1",
-           "VENV": str(ROOT / ".venv"), "NEMO_CKPT": str(make_nemo(tmp_path / "m.nemo", LLAMA31_8B)),
-           "HF_MODEL_DIR": str(hf), "TRAIN_DATA": str(train), "VAL_DATA": str(train),
-           "RESULTS": str(tmp_path / "results"), "SERVER_HTTP_PORT": str(http_port),
-           "SERVER_BIND": "127.0.0.1", "SERVER_READY_TIMEOUT": "30"}
+    env = {
+        **os.environ,
+        "PATH": f"{stubs}:{os.environ['PATH']}",
+        "STUBS": str(stubs),
+        "SLURM_SUBMIT_DIR": str(ROOT),
+        "SLURM_JOB_ID": "7",
+        "SLURM_JOB_NODELIST_HET_GROUP_0": "n1",
+        "VENV": str(ROOT / ".venv"),
+        "NEMO_CKPT": str(make_nemo(tmp_path / "m.nemo", LLAMA31_8B)),
+        "HF_MODEL_DIR": str(hf),
+        "TRAIN_DATA": str(train),
+        "VAL_DATA": str(train),
+        "RESULTS": str(tmp_path / "results"),
+        "SERVER_HTTP_PORT": str(http_port),
+        "SERVER_BIND": "127.0.0.1",
+        "SERVER_READY_TIMEOUT": "30",
+    }
     env.pop("HF_HUB_OFFLINE", None)
     env.pop("TRANSFORMERS_OFFLINE", None)
     return stubs, env
 
 
 def _submit(path, env, **extra):
-    return subprocess.run(["bash", str(path)], env={**env, **extra}, capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    return subprocess.run(
+        ["bash", str(path)],
+        env={**env, **extra},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
 
 
 @pytest.mark.parametrize("kind", sorted(SBATCH))
@@ -114,15 +143,23 @@ def test_actor_gets_the_checked_overrides_and_its_time_limit(job, kind):
     assert actor[1:4] == ["-u", "examples/train_gpt_grpo_coreward.py", "--config-name"]
     assert f"model.tokenizer.type={env['HF_MODEL_DIR']}" in actor
     assert "exp_manager.max_time_per_run=00:03:30:00" in actor
-    assert (stubs / "actor_env").read_text().split() == ["HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1"]
+    assert (stubs / "actor_env").read_text().split() == [
+        "HF_HUB_OFFLINE=1",
+        "TRANSFORMERS_OFFLINE=1",
+    ]
 
 
 @pytest.mark.parametrize("kind", sorted(SBATCH))
 def test_refused_run_fails_before_the_server_starts(job, kind):
     stubs, env = job
-    result = _submit(SBATCH[kind], env, TRAIN_ARGS="aligner/precision=fp8 model.encoder_seq_length=4100")
+    result = _submit(
+        SBATCH[kind], env, TRAIN_ARGS="aligner/precision=fp8 model.encoder_seq_length=4100"
+    )
     assert result.returncode != 0
-    assert "coreward preflight: model.encoder_seq_length (4100) must be a multiple of 16" in result.stderr
+    assert (
+        "coreward preflight: model.encoder_seq_length (4100) must be a multiple of 16"
+        in result.stderr
+    )
     assert "preflight refused the run" in result.stderr
     assert "reward server" not in result.stdout and not (stubs / "actor_args").exists()
 

@@ -1,5 +1,6 @@
 """The tokenizer override through NeMo-Aligner's real ``load_and_override_model_config``, and the
 entry script's start-up refusals (one line, exit 2). Needs the real NeMo-Aligner."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,8 +22,9 @@ NAMES = sorted(p.stem for p in (ROOT / "conf").glob("gpt_grpo_coreward*.yaml"))
 
 
 def _entry_script():
-    spec = importlib.util.spec_from_file_location("train_gpt_grpo_coreward",
-                                                  ROOT / "examples/train_gpt_grpo_coreward.py")
+    spec = importlib.util.spec_from_file_location(
+        "train_gpt_grpo_coreward", ROOT / "examples/train_gpt_grpo_coreward.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -39,12 +41,26 @@ def _merged(name, overrides, nemo):
 def test_every_shipped_config_loads_its_tokenizer_locally(tmp_path, name):
     hf = tmp_path / "hf"
     hf.mkdir()
-    nemo = make_nemo(tmp_path / "m.nemo", {**LLAMA31_8B, "tokenizer": {
-        **LLAMA31_8B["tokenizer"], "model": "nemo:stale.model", "vocab_file": "stale.json"}})
+    nemo = make_nemo(
+        tmp_path / "m.nemo",
+        {
+            **LLAMA31_8B,
+            "tokenizer": {
+                **LLAMA31_8B["tokenizer"],
+                "model": "nemo:stale.model",
+                "vocab_file": "stale.json",
+            },
+        },
+    )
     cfg = _merged(name, [f"model.tokenizer.type={hf}"], nemo)
     assert OmegaConf.to_container(cfg.model.tokenizer) == {
-        "library": "huggingface", "type": str(hf), "use_fast": True}  # nothing of the hub entry left
-    assert cfg.model.num_layers == 32 and cfg.model.scale_positional_embedding  # the rest is the .nemo's
+        "library": "huggingface",
+        "type": str(hf),
+        "use_fast": True,
+    }  # nothing of the hub entry left
+    assert (
+        cfg.model.num_layers == 32 and cfg.model.scale_positional_embedding
+    )  # the rest is the .nemo's
     assert "overwrite_base_config" not in cfg.model
 
 
@@ -54,17 +70,30 @@ def test_unset_override_keeps_the_nemos_tokenizer(tmp_path):
     assert OmegaConf.to_container(cfg.model.tokenizer) == QWEN25_7B["tokenizer"]
 
 
-@pytest.mark.parametrize("overrides, model, message", [
-    ([], LLAMA31_8B, "model.tokenizer.type: the hub id 'meta-llama/Meta-Llama-3.1-8B'"),
-    (["model.tokenizer.type={hf}", "trainer.grpo.trt_llm.enable=True"], QWEN25_7B, "QKV biases"),
-    (["model.tokenizer.type={hf}", "aligner/precision=fp8", "model.encoder_seq_length=4100"], LLAMA31_8B,
-     "model.encoder_seq_length (4100) must be a multiple of 16"),
-])
+@pytest.mark.parametrize(
+    "overrides, model, message",
+    [
+        ([], LLAMA31_8B, "model.tokenizer.type: the hub id 'meta-llama/Meta-Llama-3.1-8B'"),
+        (
+            ["model.tokenizer.type={hf}", "trainer.grpo.trt_llm.enable=True"],
+            QWEN25_7B,
+            "QKV biases",
+        ),
+        (
+            ["model.tokenizer.type={hf}", "aligner/precision=fp8", "model.encoder_seq_length=4100"],
+            LLAMA31_8B,
+            "model.encoder_seq_length (4100) must be a multiple of 16",
+        ),
+    ],
+)
 def test_entry_script_refuses_at_start(tmp_path, capsys, overrides, model, message):
     hf = tmp_path / "hf"
     hf.mkdir()
-    cfg = _merged("gpt_grpo_coreward_llama31_8b", [o.format(hf=hf) for o in overrides],
-                  make_nemo(tmp_path / "m.nemo", model))
+    cfg = _merged(
+        "gpt_grpo_coreward_llama31_8b",
+        [o.format(hf=hf) for o in overrides],
+        make_nemo(tmp_path / "m.nemo", model),
+    )
     with pytest.raises(SystemExit) as stop:
         _entry_script().check_model(cfg)
     assert stop.value.code == 2

@@ -5,6 +5,7 @@
 that holds only what they read (its config, a PTL trainer, the stand-in dataloader the
 entry script hands ``init_using_ptl``). Needs the real NeMo (``.venv-aligner``).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -29,8 +30,9 @@ MATH_TRAIN_PAIRS = 7500
 
 
 def _entry_script():
-    spec = importlib.util.spec_from_file_location("train_gpt_grpo_coreward",
-                                                  ROOT / "examples/train_gpt_grpo_coreward.py")
+    spec = importlib.util.spec_from_file_location(
+        "train_gpt_grpo_coreward", ROOT / "examples/train_gpt_grpo_coreward.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -48,8 +50,14 @@ def _nemo_optimizer_and_scheduler(cfg, model_cfg, train_dl):
     LightningModule.__init__(model)
     model.weight = torch.nn.Parameter(torch.zeros(2))
     model._cfg = model_cfg
-    model._trainer = Trainer(max_steps=cfg.trainer.max_steps, max_epochs=cfg.trainer.max_epochs,
-                             accelerator="cpu", devices=1, logger=False, enable_checkpointing=False)
+    model._trainer = Trainer(
+        max_steps=cfg.trainer.max_steps,
+        max_epochs=cfg.trainer.max_epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+    )
     model._train_dl = train_dl
     model.with_distributed_adam = False
     model.megatron_amp_O2 = False
@@ -60,12 +68,21 @@ def _nemo_optimizer_and_scheduler(cfg, model_cfg, train_dl):
 def _layout(cfg):
     coreward = CoRewardConfig.from_mapping(OmegaConf.to_container(cfg.coreward))
     model = cfg.model
-    dp = cfg.trainer.num_nodes * cfg.trainer.devices // (
-        model.tensor_model_parallel_size * model.pipeline_model_parallel_size)
+    dp = (
+        cfg.trainer.num_nodes
+        * cfg.trainer.devices
+        // (model.tensor_model_parallel_size * model.pipeline_model_parallel_size)
+    )
     _, rollouts = check_batch_layout(
-        model.grpo.num_rollout_samples, coreward.data.num_sides, cfg.trainer.grpo.num_rollouts_per_prompt,
-        model.grpo.rollout_micro_batch_size, model.grpo.forward_micro_batch_size,
-        model.global_batch_size, model.micro_batch_size, dp)
+        model.grpo.num_rollout_samples,
+        coreward.data.num_sides,
+        cfg.trainer.grpo.num_rollouts_per_prompt,
+        model.grpo.rollout_micro_batch_size,
+        model.grpo.forward_micro_batch_size,
+        model.global_batch_size,
+        model.micro_batch_size,
+        dp,
+    )
     return dp, rollouts
 
 
@@ -76,9 +93,12 @@ def _run_lrs(cfg, train_pairs):
     model_cfg.optim.name = "adam"  # distributed_fused_adam needs apex; the schedule does not
     for apex_only in ("bucket_cap_mb", "overlap_grad_sync", "contiguous_grad_buffer"):
         model_cfg.optim.pop(apex_only)
-    _entry_script().size_lr_schedule(cfg, model_cfg, train_pairs=train_pairs, rollouts_per_step=rollouts)
-    stand_in = torch.utils.data.DataLoader(list(range(train_pairs)),
-                                           batch_size=cfg.model.global_batch_size // dp)
+    _entry_script().size_lr_schedule(
+        cfg, model_cfg, train_pairs=train_pairs, rollouts_per_step=rollouts
+    )
+    stand_in = torch.utils.data.DataLoader(
+        list(range(train_pairs)), batch_size=cfg.model.global_batch_size // dp
+    )
     optimizer, scheduler = _nemo_optimizer_and_scheduler(cfg, model_cfg, stand_in)
     grpo_steps = (train_pairs // cfg.model.grpo.num_rollout_samples) * cfg.trainer.grpo.max_epochs
     if cfg.trainer.grpo.max_steps >= 0:
@@ -92,12 +112,16 @@ def _run_lrs(cfg, train_pairs):
     return lrs, scheduler
 
 
-@pytest.mark.parametrize("name, overrides, optimizer_steps", [
-    ("gpt_grpo_coreward_llama31_8b", [], 174),              # 58 steps/epoch x 3, one step per batch
-    ("gpt_grpo_coreward_llama32_3b", ["aligner/precision=fp8"], 174),
-    ("gpt_grpo_coreward", ["coreward.loss.ppo_clip=true", "model.global_batch_size=512"], 696),
-    ("gpt_grpo_coreward_qwen25_7b", ["trainer.grpo.max_steps=40"], 40),
-], ids=["8b", "3b-fp8", "4-per-batch", "max-steps"])
+@pytest.mark.parametrize(
+    "name, overrides, optimizer_steps",
+    [
+        ("gpt_grpo_coreward_llama31_8b", [], 174),  # 58 steps/epoch x 3, one step per batch
+        ("gpt_grpo_coreward_llama32_3b", ["aligner/precision=fp8"], 174),
+        ("gpt_grpo_coreward", ["coreward.loss.ppo_clip=true", "model.global_batch_size=512"], 696),
+        ("gpt_grpo_coreward_qwen25_7b", ["trainer.grpo.max_steps=40"], 40),
+    ],
+    ids=["8b", "3b-fp8", "4-per-batch", "max-steps"],
+)
 def test_lr_follows_the_intended_cosine_over_the_whole_run(name, overrides, optimizer_steps):
     cfg = compose(name, overrides)
     lrs, scheduler = _run_lrs(cfg, MATH_TRAIN_PAIRS)
@@ -105,8 +129,12 @@ def test_lr_follows_the_intended_cosine_over_the_whole_run(name, overrides, opti
     lr, min_lr = cfg.model.optim.lr, cfg.model.optim.sched.min_lr
     warmup = cfg.model.optim.sched.warmup_steps
 
-    def intended(k):  # the config's schedule: warm-up, then one cosine from lr to min_lr over the run
-        return min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * (k - warmup) / (optimizer_steps - warmup)))
+    def intended(
+        k,
+    ):  # the config's schedule: warm-up, then one cosine from lr to min_lr over the run
+        return min_lr + (lr - min_lr) * 0.5 * (
+            1 + math.cos(math.pi * (k - warmup) / (optimizer_steps - warmup))
+        )
 
     assert lrs[warmup] == pytest.approx(lr, rel=1e-12)
     for fraction in (0.5, 0.9):
