@@ -169,12 +169,18 @@ def test_cli_kill_and_resume(llm_server, tmp_path):
     proc.wait(timeout=10)
     partial = out.read_text().count("\n")
     assert 6 <= partial < 30
+    written = {r.id for r in load_records(out)}  # a torn last line is not a record
+    asked = dict(llm_server.calls)
 
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert f"{30 - partial} records written, {partial} already done" in done.stdout
     ids = [r.id for r in load_records(out)]  # load_records also refuses duplicate ids
     assert sorted(ids) == sorted(r.id for r in records)
+    # Records written before the kill are never asked for again; the rest are, once more.
+    for rec in records:
+        again = llm_server.calls[rec.question] - asked.get(rec.question, 0)
+        assert again == (0 if rec.id in written else 1), rec.id
 
 
 def test_cli_reports_bad_input(tmp_path, capsys):
