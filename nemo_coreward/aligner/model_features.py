@@ -189,15 +189,27 @@ def hf_config_of(directory: str | None) -> dict[str, Any] | None:
 
 
 def check_rope_scaling(model_cfg: Mapping[str, Any], hf_config: Mapping[str, Any] | None) -> None:
-    """Refuse RoPE scaling that differs from the Hugging Face model's (``llama3`` type only)."""
-    rope = (hf_config or {}).get("rope_scaling") or {}
+    """Refuse Llama 3-style RoPE scaling that differs from the Hugging Face model's.
+
+    Also the reverse: NeMo 2.2's converter takes ``--llama31`` as ``type=bool`` (default
+    True, and any string is True), so a model without that scaling can come out with it on.
+    """
+    if hf_config is None:
+        return
+    rope = hf_config.get("rope_scaling") or {}
     if (rope.get("rope_type") or rope.get("type")) != "llama3":
+        if model_cfg.get("scale_positional_embedding"):
+            raise PlanError(
+                "model.scale_positional_embedding: True, but the model's config.json has no "
+                "llama3 RoPE scaling, so NeMo would train another RoPE than the model's; pass "
+                "+model.scale_positional_embedding=False"
+            )
         return
     if not model_cfg.get("scale_positional_embedding"):
         raise PlanError(
             "model.scale_positional_embedding: the model's config.json scales RoPE "
             "(llama3), which NeMo applies only when it is True; pass "
-            "model.scale_positional_embedding=True"
+            "+model.scale_positional_embedding=True"
         )
     for key, default, hf_key in ROPE_SCALING:
         ours = model_cfg.get(key)

@@ -411,6 +411,15 @@ def test_llama32_trains_its_own_rope_scaling(capsys, tmp_path):
     )
 
 
+def test_rope_scaling_switched_on_for_a_model_without_it_is_refused(capsys, tmp_path):
+    hf = make_hf_dir(tmp_path / "Meta-Llama-3-8B-Instruct", {"vocab_size": 128256})
+    nemo = make_nemo(tmp_path / "m.nemo", LLAMA31_8B)  # converted with --llama31 on (the default)
+    code, _, err = run(capsys, "--config-name", "gpt_grpo_coreward_llama31_8b", "--nemo", nemo,
+                       f"model.tokenizer.type={hf}", "--train-pairs", 7500)
+    assert code == 2 and "model.scale_positional_embedding: True, but the model's" in err
+    assert "pass +model.scale_positional_embedding=False" in err
+
+
 def test_model_config_file_and_local_tokenizer_of_the_nemo(capsys, tmp_path):
     hf_dir = make_hf_dir(tmp_path / "Qwen2.5-7B", HF_CONFIG_OF["gpt_grpo_coreward_qwen25_7b"])
     qwen = {**QWEN25_7B, "tokenizer": {**QWEN25_7B["tokenizer"], "type": str(hf_dir)}}
