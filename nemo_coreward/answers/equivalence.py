@@ -128,6 +128,24 @@ class Grader:
             return False
         return bool(self._keys_equivalent(ka, a.strip(), kb, b.strip()))
 
+    def prepare(self, pools: Sequence[Sequence[str]]) -> None:
+        """Before grouping ``pools`` (one call per step): parse, in one exchange with
+        math-verify's child, every answer that grouping would have to parse alone (no
+        fingerprint, in a pool with another key), instead of one exchange per answer."""
+        if self.mode != "math_verify":
+            return
+        raws = []
+        for pool in pools:
+            keyed = {self.key(a): a for a in reversed(pool)}  # first spelling of each key
+            keyed.pop("", None)
+            if len(keyed) < 2:
+                continue
+            for key, answer in keyed.items():
+                forms = self._forms_of(key)
+                if forms.fingerprint is None and not forms.tower:
+                    raws.append(answer.strip())
+        self._judge.probe_all(raws)
+
     def group(self, answers: Sequence[str]) -> Grouping:
         """Greedy equivalence classes over ``answers`` (see the module docstring)."""
         key_class: dict[str, int] = {}

@@ -7,6 +7,11 @@ integer of 10^10^10 digits). So comparisons run in a child process
 deadline the child is killed and restarted on the next call. This works on any thread,
 inside daemon processes and pool workers, where ``multiprocessing`` children cannot be
 created. The child keeps its own parse cache; the parent caches verdicts.
+
+Work is sent in batches (``probe_all`` parses every answer of a step that may need the
+engine in one exchange): the child answers each item on its own line as it finishes,
+and each line has its own deadline, so the time limit still holds per item; on a
+deadline the child is killed and the rest of the batch goes to its replacement.
 """
 from __future__ import annotations
 
@@ -16,9 +21,12 @@ import selectors
 import subprocess
 import sys
 import threading
+import time
 from collections import OrderedDict
+from typing import Sequence
 
 MAX_SYMBOLIC_CHARS = 512  # longer answers are never parsed: compared by key only
+MAX_BATCH_BYTES = 32768  # below a pipe's buffer, so writing a batch never blocks
 STARTUP_TIMEOUT_S = 60.0
 CHILD_BUDGET_SHARE = 0.75  # the child stops itself at 75% of the limit; the kill is the rest
 
@@ -41,6 +49,7 @@ class SymbolicJudge:
         self._proc: subprocess.Popen[bytes] | None = None
         self._spare: subprocess.Popen[bytes] | None = None
         self._ready = False
+        self._pending = b""  # read from the child beyond the last full line
         self._parses: dict[str, bool] = {}
         self._owner_pid = os.getpid()
         self.timeouts = 0
@@ -61,7 +70,7 @@ class SymbolicJudge:
             self._proc = self._spare = None
             self._owner_pid = os.getpid()
         if self._proc is None or self._proc.poll() is not None:
-            self._proc, self._ready = self._spare or self._popen(), False
+            self._proc, self._ready, self._pending = self._spare or self._popen(), False, b""
             self._spare = self._popen()
         if not self._ready:
             # Importing sympy takes a second or two; that is not the comparison's time.
@@ -76,14 +85,25 @@ class SymbolicJudge:
             self._proc.kill()
             self._proc.wait()
             self._proc = None
+            self._pending = b""
 
-    @staticmethod
-    def _read_line(proc: subprocess.Popen[bytes], timeout_s: float) -> bytes | None:
+    def _read_line(self, proc: subprocess.Popen[bytes], timeout_s: float) -> bytes | None:
+        """The child's next line, or ``None`` at the deadline or end of output. Reads the
+        descriptor itself: a buffered reader would hide lines already read from select."""
+        deadline = time.monotonic() + timeout_s
+        fd = proc.stdout.fileno()  # type: ignore[union-attr]
         with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
-            if not sel.select(timeout_s):
-                return None
-        return proc.stdout.readline() or None  # type: ignore[union-attr]
+            sel.register(fd, selectors.EVENT_READ)
+            while b"\n" not in self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(left):
+                    return None
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return None
+                self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line
 
     def close(self) -> None:
         with self._lock:
@@ -104,21 +124,50 @@ class SymbolicJudge:
             pass
 
     # -- comparisons ---------------------------------------------------------------
-    def _ask(self, request: dict) -> bool | None:
+    def _ask_batch(self, requests: list[dict]) -> list[bool | None]:
+        """Verdicts for a prefix of ``requests``: all of them, or up to and including the
+        first that missed its deadline (``None``; the child is then killed)."""
         proc = self._child()
-        request = dict(request, budget_s=self.timeout_s * CHILD_BUDGET_SHARE)
+        budget = self.timeout_s * CHILD_BUDGET_SHARE
+        lines = b"".join(json.dumps(dict(r, budget_s=budget)).encode() + b"\n" for r in requests)
         try:
-            proc.stdin.write(json.dumps(request).encode() + b"\n")  # type: ignore[union-attr]
+            proc.stdin.write(lines)  # type: ignore[union-attr]
             proc.stdin.flush()  # type: ignore[union-attr]
         except (BrokenPipeError, OSError):
             self._kill()
-            return None
-        reply = self._read_line(proc, self.timeout_s)
-        if reply is None:
-            self.timeouts += 1
-            self._kill()
-            return None
-        return json.loads(reply).get("eq")
+            return [None]
+        verdicts: list[bool | None] = []
+        for _ in requests:
+            reply = self._read_line(proc, self.timeout_s)
+            if reply is None:
+                self.timeouts += 1
+                self._kill()
+                return verdicts + [None]
+            verdicts.append(json.loads(reply).get("eq"))
+        return verdicts
+
+    def _ask(self, request: dict) -> bool | None:
+        return self._ask_batch([request])[0]
+
+    def probe_all(self, answers: Sequence[str]) -> None:
+        """``parsable`` for many answers at once: one exchange with the child per
+        ``MAX_BATCH_BYTES`` of answers instead of one per answer."""
+        with self._lock:
+            todo = [a for a in dict.fromkeys(answers)
+                    if len(a) <= MAX_SYMBOLIC_CHARS and a not in self._parses]
+            while todo:
+                batch, size = [], 0
+                for a in todo:
+                    size += len(a.encode("utf-8", "replace")) + 64
+                    if batch and size > MAX_BATCH_BYTES:
+                        break
+                    batch.append(a)
+                verdicts = self._ask_batch([{"parse": a} for a in batch])
+                for a, verdict in zip(batch, verdicts):
+                    self._parses[a] = bool(verdict)
+                todo = todo[len(verdicts):]
+            while len(self._parses) > self.cache_size:
+                self._parses.pop(next(iter(self._parses)))
 
     def parsable(self, answer: str) -> bool:
         """Whether ``answer`` parses to a sympy object within the time limit; cached per

@@ -116,11 +116,14 @@ def grade(
     class_ids = [-1] * len(rollouts)
     t_class_ids = [-1] * len(teacher)
     gt_class: dict[PairId, int] = {}
+    pools = {}
     for pair_id, (p_idx, t_idx, gts) in by_pair.items():
         if len(gts) > 1:
             raise ValueError(f"pair {pair_id!r}: rollouts disagree on ground_truth: {gts!r}")
-        pool = [answers[i] for i in p_idx] + [t_answers[j] for j in t_idx] + gts
-        ids = grader.group(pool).class_ids
+        pools[pair_id] = [answers[i] for i in p_idx] + [t_answers[j] for j in t_idx] + gts
+    grader.prepare(list(pools.values()))
+    for pair_id, (p_idx, t_idx, gts) in by_pair.items():
+        ids = grader.group(pools[pair_id]).class_ids
         for n, i in enumerate(p_idx):
             class_ids[i] = ids[n]
         for n, j in enumerate(t_idx):

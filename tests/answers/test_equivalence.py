@@ -70,3 +70,39 @@ def test_judge_works_off_the_main_thread(mv):
     t.start()
     t.join(30)
     assert out == [True]
+
+
+# A stand-in for the math-verify child that hangs, signals or not, on the answer "hang".
+HANGING_CHILD = r"""
+import json, sys, time
+sys.stdout.write('{"ready": true}\n'); sys.stdout.flush()
+for line in sys.stdin:
+    request = json.loads(line)
+    while request.get("parse") == "hang":
+        time.sleep(1)
+    sys.stdout.write(json.dumps({"eq": request.get("parse") != "broken"}) + "\n"); sys.stdout.flush()
+"""
+
+
+def test_probes_are_batched_and_a_hanging_answer_costs_only_itself():
+    """One exchange per batch; an answer that hangs the child is killed at its own
+    deadline and the rest of the batch goes to the replacement child."""
+    import subprocess
+    import sys
+
+    from nemo_coreward.answers.symbolic import SymbolicJudge
+
+    judge = SymbolicJudge(timeout_s=0.5)
+    judge._popen = lambda: subprocess.Popen([sys.executable, "-c", HANGING_CHILD],
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    exchanges = []
+    ask_batch = judge._ask_batch
+    judge._ask_batch = lambda requests: exchanges.append(len(requests)) or ask_batch(requests)
+    try:
+        judge.probe_all(["a", "hang", "b", "broken", "c", "a"])
+        assert judge._parses == {"a": True, "hang": False, "b": True, "broken": False, "c": True}
+        assert judge.timeouts == 1 and exchanges == [5, 3]
+        judge.probe_all(["b", "c"])  # cached: no exchange
+        assert exchanges == [5, 3]
+    finally:
+        judge.close()
