@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from nemo_coreward.io.atomic import atomic_file
-from nemo_coreward.io.jsonl import JsonlError, read_jsonl, repair_text, write_jsonl
+from nemo_coreward.io.jsonl import JsonlError, read_jsonl, repair_json, write_jsonl
 
 REQUIRED_KEYS = ("id", "question")
 OPTIONAL_KEYS = ("rephrasings", "answer", "source", "meta")
@@ -226,7 +226,7 @@ def _parquet_table(records: list[PairRecord]):
         "meta": [json.dumps(r.meta, ensure_ascii=False) for r in records],
     }
     # Text from a hub set may hold lone surrogates, which Arrow cannot store as UTF-8.
-    return pa.table(repair_text(columns)[0], schema=schema)
+    return pa.table(repair_json(columns)[0], schema=schema)
 
 
 def write_records(records: Iterable[PairRecord], path: str | os.PathLike) -> Path:

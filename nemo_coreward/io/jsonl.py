@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from nemo_coreward.io.atomic import atomic_file
+from nemo_coreward.io.text import decode_utf8, repair_text
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
@@ -37,25 +37,24 @@ class JsonlError(ValueError):
     """A line that is not a JSON row, not at the end of the file; names file and line."""
 
 
-def repair_text(value: Any) -> tuple[Any, int]:
-    """``value`` with every lone surrogate in its strings (keys included) replaced by U+FFFD,
-    and how many were replaced. A decoded JSON string holds a surrogate only when it is
-    lone: a valid escaped pair decodes to one code point."""
+def repair_json(value: Any) -> tuple[Any, int]:
+    """A parsed JSON value with every string (keys included) repaired by
+    ``text.repair_text``, and how many strings were repaired."""
     if isinstance(value, str):
-        fixed, n = _SURROGATE.subn("\ufffd", value)
-        return fixed, n
+        fixed, changed = repair_text(value)
+        return fixed, int(changed)
     if isinstance(value, list):
         total, out = 0, []
         for item in value:
-            fixed, n = repair_text(item)
+            fixed, n = repair_json(item)
             out.append(fixed)
             total += n
         return out, total
     if isinstance(value, dict):
         total, obj = 0, {}
         for key, item in value.items():
-            fkey, n1 = repair_text(key)
-            fitem, n2 = repair_text(item)
+            fkey, n1 = repair_json(key)
+            fitem, n2 = repair_json(item)
             obj[fkey] = fitem
             total += n1 + n2
         return obj, total
@@ -67,7 +66,7 @@ def loads_line(text: str) -> tuple[Any, bool]:
     Raises ``json.JSONDecodeError`` for text that is not JSON."""
     value = json.loads(text)
     if _SURROGATE_ESCAPE.search(text):
-        value, n = repair_text(value)
+        value, n = repair_json(value)
         return value, n > 0
     return value, False
 
@@ -79,7 +78,7 @@ def dumps_line(row: Any) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        text = json.dumps(repair_text(row)[0], ensure_ascii=False)
+        text = json.dumps(repair_json(row)[0], ensure_ascii=False)
     return text + "\n"
 
 
@@ -130,11 +129,7 @@ def parse_jsonl(data: bytes, name: str | os.PathLike, *, objects: bool = True,
     raw_lines = data.splitlines(keepends=True)
     for lineno, raw in enumerate(raw_lines, start=1):
         last = lineno == len(raw_lines)
-        try:
-            text = raw.decode("utf-8")
-            bad_bytes = False
-        except UnicodeDecodeError:
-            text, bad_bytes = raw.decode("utf-8", errors="replace"), True
+        text, bad_bytes = decode_utf8(raw)
         problem = None
         if text.strip():
             try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from nemo_coreward.errors import UserError
-from nemo_coreward.io.jsonl import repair_text
+from nemo_coreward.io.jsonl import repair_json
 
 Messages = Sequence[dict[str, str]]
 
@@ -97,7 +97,7 @@ class OpenAIChatBackend:
         except (urllib.error.URLError, ConnectionError, OSError) as exc:
             raise RetryableError(f"cannot reach {self.url}: {exc}") from None
         try:
-            return repair_text(json.loads(payload))[0]
+            return repair_json(json.loads(payload))[0]
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise BackendError(f"{self.url} answered with non-JSON: {payload[:200]!r}") from None
 

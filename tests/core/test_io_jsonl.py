@@ -176,3 +176,12 @@ def test_sigkill_mid_append_never_breaks_a_reader_or_the_next_append(tmp_path):
     again = read_jsonl(path, warn=None)
     assert again.torn_line is None
     assert [r["step"] for r in again.rows] == list(range(1, len(rows) + 2))
+
+
+def test_repair_text_replaces_lone_surrogates_and_joins_pairs():
+    from nemo_coreward.io import decode_utf8, repair_text
+
+    assert repair_text("x = 1\udbf9") == ("x = 1\ufffd", True)
+    assert repair_text("ok \ud83d\ude00")[0] == "ok \U0001F600"  # a pair split in a str
+    assert repair_text("plain \u00e9") == ("plain \u00e9", False)
+    assert decode_utf8(b"caf\xe9") == ("caf\ufffd", True)
