@@ -15,7 +15,8 @@ torch threads (and OpenMP wait policy), and the same reward: TRL's reward functi
 the project's ``score_rollouts`` (Co-Reward, twins voting for each other). TRL keeps its
 own defaults otherwise (gradient checkpointing, the "dapo" loss), as a user would run it.
 
-Each trainer runs in its own process (peak RSS is per process). Reported: median step
+Each trainer runs in its own process (peak RSS is per process). A last process measures
+generation alone at the demo's batch against its FLOP floor (``_floor``). Reported: median step
 time over steps 2..N (step 1 carries one-off warm-up), generated tokens per second of
 step time, peak RSS, and the ratio ours / TRL. On a machine shared with other work, step
 times swing by 2x with the load; ``--repeats R`` alternates the two trainers R times and
@@ -38,6 +39,23 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+
+def _machine() -> str:
+    """CPU model, core count and the ISA limits in force (the emulation of an older CPU)."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    limits = [f"{k}={os.environ[k]}" for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+              if k in os.environ]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{model}, {os.cpu_count()} cores, load {load:.1f}"
+            + (f", {' '.join(limits)}" if limits else ", no ISA limit"))
 
 
 def _peak_rss_gib() -> float:
@@ -133,9 +151,59 @@ def _trl(a: argparse.Namespace, out: Path) -> dict:
             "reward": clock.rewards}
 
 
+def _gemm_gflops(threads: int) -> float:
+    """Sustained float32 GEMM rate of this machine at ``threads`` threads, GFLOP/s: the
+    best of a few (2048 x 576) @ (576 x 1536) products, SmolLM2's MLP shape at a prefill's
+    row count."""
+    import torch
+
+    torch.set_num_threads(threads)
+    x, w = torch.randn(2048, 576), torch.randn(1536, 576)
+    best = float("inf")
+    for _ in range(12):
+        start = time.perf_counter()
+        torch.nn.functional.linear(x, w)
+        best = min(best, time.perf_counter() - start)
+    return 2 * 2048 * 576 * 1536 / best / 1e9
+
+
+def _floor(a: argparse.Namespace, out: Path) -> dict:
+    """Generation at the demo's batch (conf/embedded/default.yaml: 8 pairs x 2 sides x 4
+    rollouts, temperature 0.8, 40 new tokens) against its FLOP floor: 2 FLOPs per
+    parameter per generated token, at the GEMM rate measured here (prefill, attention and
+    sampling count as overhead)."""
+    import torch
+
+    from nemo_coreward.embedded.config import load
+    from nemo_coreward.embedded.data import load_pairs, prompts_for
+    from nemo_coreward.embedded.model import load_causal_lm, load_tokenizer, model_dir
+    from nemo_coreward.embedded.prompts import render
+    from nemo_coreward.embedded.rollout import encode_prompts, sample
+
+    torch.set_num_threads(a.threads)
+    cfg = load("default", ["model.precision=32-true", f"model.threads={a.threads}"])
+    path = model_dir(cfg.model)
+    tok, model = load_tokenizer(path), load_causal_lm(path, cfg.model)
+    params = sum(p.numel() for p in model.parameters())
+    prompts = prompts_for(load_pairs(cfg.data, a.seed)[:cfg.data.pairs_per_step], cfg.data)
+    ids, mask = encode_prompts(tok, render(tok, [p.text for p in prompts], cfg.prompt),
+                               cfg.rollout.max_prompt_tokens)
+    torch.manual_seed(a.seed)
+    runs = []
+    for _ in range(3):
+        start = time.perf_counter()
+        tokens = sample(model, tok, ids, mask, cfg.rollout).num_tokens
+        runs.append((time.perf_counter() - start, tokens))
+    gflops = _gemm_gflops(a.threads)
+    seconds, tokens = min(runs[1:], key=lambda r: r[0] / r[1])
+    floor = 2 * params * tokens / (gflops * 1e9)
+    return {"generate_s": seconds, "tokens": tokens, "sequences": len(prompts) * cfg.rollout.n,
+            "gemm_gflops": gflops, "floor_s": floor, "params": params}
+
+
 def _worker(a: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        result = (_ours if a.worker == "ours" else _trl)(a, Path(tmp))
+        result = {"ours": _ours, "trl": _trl, "floor": _floor}[a.worker](a, Path(tmp))
     result["peak_rss_gib"] = _peak_rss_gib()
     Path(a.json).write_text(json.dumps(result))
 
@@ -168,14 +236,15 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--which", default="both", choices=["both", "ours", "trl"])
+    p.add_argument("--which", default="both", choices=["both", "ours", "trl"],
+                   help="ours also measures generation against its FLOP floor")
     p.add_argument("--repeats", type=int, default=1, help="alternate the trainers this often")
     p.add_argument("--rewards", default="co_reward",
                    help="comma-separated rewards our trainer runs, one process each (TRL "
                         "always scores co_reward); teacher rewards are compared with co_reward")
     p.add_argument("--reward", default="co_reward", help=argparse.SUPPRESS)  # a worker's
     p.add_argument("--out", help="write the results as JSON here")
-    p.add_argument("--worker", choices=["ours", "trl"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["ours", "trl", "floor"], help=argparse.SUPPRESS)
     p.add_argument("--json", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
@@ -202,7 +271,8 @@ def main() -> int:
     results = {k: min(v, key=lambda r: r["step_s"]) for k, v in runs.items()}
     for label, rows in runs.items():
         print(f"{label}: step time per repeat " + ", ".join(f"{r['step_s']:.2f} s" for r in rows))
-    print(f"\n{a.pairs * 2} prompts x {a.n} rollouts x {a.max_new_tokens} new tokens, ours "
+    print(f"\n{_machine()}")
+    print(f"{a.pairs * 2} prompts x {a.n} rollouts x {a.max_new_tokens} new tokens, ours "
           f"{a.precision}, TRL {a.trl_precision or a.precision}, KL {a.kl}, {a.threads} "
           f"threads, median of steps 2..{a.steps}, fastest of {a.repeats} repeat(s)")
     width = max(12, *(len(k) + 2 for k in results))
@@ -223,9 +293,20 @@ def main() -> int:
     if "ours" in results and "trl" in results:
         ratio = results["ours"]["step_s"] / results["trl"]["step_s"]
         print(f"ratio ours / TRL step time: {ratio:.2f}")
+    floor = None
+    if a.which in ("both", "ours"):
+        with tempfile.NamedTemporaryFile(suffix=".json") as f:
+            subprocess.run([sys.executable, __file__, *sys.argv[1:], "--worker", "floor",
+                            "--json", f.name], check=True)
+            floor = json.loads(Path(f.name).read_text())
+        print(f"generation at the demo's batch ({floor['sequences']} sequences, float32): "
+              f"{floor['generate_s']:.2f} s for {floor['tokens']} tokens; FLOP floor "
+              f"{floor['floor_s']:.2f} s (2 x {floor['params'] / 1e6:.0f}M FLOPs per token at "
+              f"{floor['gemm_gflops']:.0f} GFLOP/s, float32 GEMM measured here); "
+              f"ratio to the floor {floor['generate_s'] / floor['floor_s']:.2f}")
     if a.out:
-        Path(a.out).write_text(json.dumps({"args": vars(a), "results": results, "runs": runs},
-                                          indent=2))
+        Path(a.out).write_text(json.dumps({"args": vars(a), "results": results, "runs": runs,
+                                           "generation_floor": floor}, indent=2))
     return 0
 
 

@@ -1,20 +1,25 @@
-"""Batched sampling of n responses per prompt with Hugging Face ``generate``.
+"""Batched sampling of n responses per prompt: a decode loop on a Hugging Face model.
 
-Speed on a small CPU comes from not repeating work, not from a custom decoder:
-- Shared prefill: the n rollouts of a prompt share its KV cache. The prompt (all but its
-  last token) is run once per prompt, the cache is repeated n times
-  (``Cache.batch_repeat_interleave``) and ``generate`` continues from it, so prefill costs
-  1/n of what ``num_return_sequences=n`` costs (on SmolLM2 with a one-shot prompt,
-  prefill is most of the work of a 40-token rollout).
+The loop does what ``generate`` does (KV cache, temperature/top-k/top-p, stop at EOS) and
+skips the work ``generate`` repeats:
+- Shared prefill (``prefix.prefill``): the tokens every prompt starts with (template,
+  system turn, one-shot example) run once per call, each prompt's own tail once per
+  prompt, and the cache is repeated for the n rollouts.
+- Finished sequences leave the batch: once a response has its EOS, its rows are dropped
+  from the cache, so a step costs the sequences still running, not the longest one.
+- One uniform number per sequence per step (``sampler.draw``) instead of
+  ``torch.multinomial``'s one exponential per vocabulary entry; drawn for every sequence
+  whether running or not, so a sequence's tokens do not depend on which others finished.
 - ``torch.inference_mode`` throughout; logits only for the last position.
 - Token statistics (self-certainty, entropy) for the logit-based rewards are read off the
-  raw next-token logits *during* generation by a logits processor that runs before the
-  temperature/top-k/top-p warpers, instead of a second forward pass.
+  raw next-token logits during the loop instead of a second forward pass.
+A test checks the tokens against a plain loop of full forwards without a cache, and
+greedy decoding against ``generate``.
 
-Layout: prompts are left-padded (Q, P); responses are right-padded (Q*n, R) in
-prompt-major order (the n rollouts of prompt 0, then of prompt 1, ...). A response ends
-with its first EOS token, which is part of the response (the policy chose it); what
-follows is padding, masked out.
+Layout: prompts are (Q, P) in the shared-prefix layout of ``prefix.regroup``; responses
+are right-padded (Q*n, R) in prompt-major order (the n rollouts of prompt 0, then of
+prompt 1, ...). A response ends with its first EOS token, which is part of the response
+(the policy chose it); what follows is padding, masked out.
 """
 from __future__ import annotations
 
@@ -25,7 +30,9 @@ from typing import Any, Callable, ContextManager, Optional
 import torch
 from torch import Tensor
 
-from nemo_coreward.embedded.model import cache_kwarg, output_cache
+from nemo_coreward.embedded.prefix import (continue_from, last_positions, prefill, regroup,
+                                           trim_left)
+from nemo_coreward.embedded.sampler import draw, uniforms, warp
 from nemo_coreward.rl import masked_sequence_mean, token_entropy, token_self_certainty
 
 Autocast = Optional[Callable[[], ContextManager]]
@@ -36,7 +43,7 @@ DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}
 class SamplingConfig:
     """n: rollouts per prompt. temperature/top_p/top_k: the sampler (top_k 0 = off).
     max_new_tokens: response budget. max_prompt_tokens: longer prompts are an error.
-    batch_size: at most this many sequences per ``generate`` call. dtype: the weights
+    batch_size: at most this many sequences decoded together. dtype: the weights
     generation runs with: auto (bfloat16 when training computes in bfloat16, else
     float32), float32 or bfloat16; a copy in that dtype is refreshed after every update
     when it differs from the trained weights' dtype."""
@@ -76,6 +83,7 @@ class Rollouts:
     response_mask: Tensor  # (Q*n, R) bool, on up to and including the first EOS
     texts: list[str]
     n: int
+    temperature: float = 1.0  # sampled from softmax(logits / temperature); the update's too
     self_certainty: Optional[Tensor] = None  # (Q*n,) mean over response tokens
     entropy: Optional[Tensor] = None  # (Q*n,)
 
@@ -86,8 +94,9 @@ class Rollouts:
 
 def encode_prompts(tokenizer: Any, texts: list[str], max_tokens: int,
                    device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
-    """Left-padded (Q, P) ids and mask. Chat-template text already holds its special
-    tokens, so none are added again (Llama 3 would otherwise get two BOS)."""
+    """(Q, P) ids and mask in the shared-prefix layout (``prefix.regroup``). Chat-template
+    text already holds its special tokens, so none are added again (Llama 3 would otherwise
+    get two BOS)."""
     add_special = not getattr(tokenizer, "chat_template", None)
     enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add_special)
     lengths = enc["attention_mask"].sum(-1)
@@ -95,34 +104,8 @@ def encode_prompts(tokenizer: Any, texts: list[str], max_tokens: int,
         i = int(lengths.argmax())
         raise ValueError(f"prompt {i} has {int(lengths[i])} tokens, more than "
                          f"rollout.max_prompt_tokens={max_tokens}: {texts[i][:80]!r}...")
-    return enc["input_ids"].to(device), enc["attention_mask"].to(device)
-
-
-def trim_left(ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Drop leading columns that are padding in every row."""
-    used = mask.bool().any(0)
-    start = int(used.float().argmax()) if bool(used.any()) else ids.shape[1]
-    return ids[:, start:], mask[:, start:]
-
-
-def positions(mask: Tensor) -> Tensor:
-    """Position ids of a left-padded batch: 0 at each row's first real token."""
-    return (mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-class _StatsRecorder:
-    """Logits processor that records per-token self-certainty and entropy of the raw
-    next-token distribution, (B,) per step, and returns the scores unchanged."""
-
-    def __init__(self) -> None:
-        self.self_certainty: list[Tensor] = []
-        self.entropy: list[Tensor] = []
-
-    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        z = scores[:, None, :]
-        self.self_certainty.append(token_self_certainty(z)[:, 0])
-        self.entropy.append(token_entropy(z)[:, 0])
-        return scores
+    ids, mask = regroup(enc["input_ids"], enc["attention_mask"], tokenizer.pad_token_id)
+    return ids.to(device), mask.to(device)
 
 
 def eos_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -130,18 +113,6 @@ def eos_ids(model: Any, tokenizer: Any) -> list[int]:
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     ids |= set(configured if isinstance(configured, (list, tuple)) else [configured])
     return sorted(i for i in ids if i is not None)
-
-
-def _generation_config(cfg: SamplingConfig, greedy: bool, max_new: int, eos: list[int],
-                       pad: int) -> Any:
-    from transformers import GenerationConfig
-
-    if greedy:
-        return GenerationConfig(do_sample=False, max_new_tokens=max_new, eos_token_id=eos,
-                                pad_token_id=pad)
-    return GenerationConfig(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p,
-                            top_k=cfg.top_k, max_new_tokens=max_new, eos_token_id=eos,
-                            pad_token_id=pad)
 
 
 def _response_mask(resp: Tensor, eos: list[int]) -> Tensor:
@@ -171,27 +142,27 @@ def sample(
 ) -> Rollouts:
     """n responses per prompt (``cfg.n`` unless given; greedy implies one).
 
-    Generation runs under ``torch.inference_mode``; the returned tensors are copied out
-    of it, because inference tensors cannot be saved for the backward pass that the
-    update later runs on these token ids. ``autocast`` is a factory of the precision
-    context (Fabric's ``fabric.autocast``), entered once per ``generate`` call.
+    Runs under ``torch.inference_mode``; the returned tensors are copied out of it,
+    because inference tensors cannot be saved for the backward pass that the update later
+    runs on these token ids. ``autocast`` is a factory of the precision context (Fabric's
+    ``fabric.autocast``), entered once per batch of ``cfg.batch_size`` sequences.
     """
     n = 1 if greedy else (n or cfg.n)
     was_training = model.training
     model.eval()
+    eos = eos_ids(model, tokenizer)
     try:
         with torch.inference_mode():
             parts = [
-                _sample_chunk(model, tokenizer, prompt_ids[s:s + per_call],
-                              prompt_mask[s:s + per_call], cfg, n, greedy,
-                              max_new_tokens or cfg.max_new_tokens, token_stats, autocast)
+                _decode(model, prompt_ids[s:s + per_call], prompt_mask[s:s + per_call], cfg, n,
+                        greedy, max_new_tokens or cfg.max_new_tokens, eos,
+                        tokenizer.pad_token_id, token_stats, autocast)
                 for per_call in [max(1, cfg.batch_size // n)]
                 for s in range(0, prompt_ids.shape[0], per_call)
             ]
     finally:
         model.train(was_training)
-    pad = tokenizer.pad_token_id
-    response_ids = _pad_cat([p[0] for p in parts], pad).clone()
+    response_ids = _pad_cat([p[0] for p in parts], tokenizer.pad_token_id).clone()
     response_mask = _pad_cat([p[1] for p in parts], False).clone()
     keep = response_mask.any(0)
     width = int(keep.nonzero().max()) + 1 if bool(keep.any()) else 1
@@ -202,43 +173,47 @@ def sample(
     stats = [torch.cat([p[k] for p in parts]).clone() if token_stats else None for k in (2, 3)]
     return Rollouts(prompt_ids=prompt_ids, prompt_mask=prompt_mask, response_ids=response_ids,
                     response_mask=response_mask, texts=texts, n=n,
-                    self_certainty=stats[0], entropy=stats[1])
+                    temperature=1.0 if greedy else cfg.temperature, self_certainty=stats[0], entropy=stats[1])
 
 
-def _sample_chunk(model: Any, tokenizer: Any, prompt_ids: Tensor, prompt_mask: Tensor,
-                  cfg: SamplingConfig, n: int, greedy: bool, max_new: int, token_stats: bool,
-                  autocast: Autocast) -> tuple[Tensor, Tensor, Any, Any]:
-    """One ``generate`` call: (response ids, response mask, self-certainty, entropy)."""
-    eos = eos_ids(model, tokenizer)
-    gen_cfg = _generation_config(cfg, greedy, max_new, eos, tokenizer.pad_token_id)
+def _decode(model: Any, prompt_ids: Tensor, prompt_mask: Tensor, cfg: SamplingConfig, n: int,
+            greedy: bool, max_new: int, eos: list[int], pad: int, token_stats: bool,
+            autocast: Autocast) -> tuple[Tensor, Tensor, Any, Any]:
+    """Q prompts x n responses: (ids (Q*n, R), mask, self-certainty, entropy or None)."""
     ids, mask = trim_left(prompt_ids, prompt_mask)
-    recorder = _StatsRecorder() if token_stats else None
-    processors = None
-    if recorder is not None:
-        from transformers import LogitsProcessorList
-
-        processors = LogitsProcessorList([recorder])
+    rows = ids.shape[0] * n
+    device = ids.device
+    out = torch.full((rows, max_new), pad, dtype=torch.long, device=device)
+    sc = torch.zeros(rows, max_new, device=device) if token_stats else None
+    ent = torch.zeros(rows, max_new, device=device) if token_stats else None
+    eos_t = torch.tensor(eos, device=device)
     with autocast() if autocast else contextlib.nullcontext():
-        extra: dict[str, Any] = {}
-        if ids.shape[1] > 1:  # shared prefill of all but the last prompt token
-            head = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1],
-                         position_ids=positions(mask[:, :-1]), use_cache=True, logits_to_keep=1)
-            cache = output_cache(head)
-            if n > 1:
-                cache.batch_repeat_interleave(n)
-            extra[cache_kwarg(model)] = cache
-        out = model.generate(
-            input_ids=ids.repeat_interleave(n, 0),
-            attention_mask=mask.repeat_interleave(n, 0),
-            generation_config=gen_cfg,
-            logits_processor=processors,
-            **extra,
-        )
-    resp = out[:, ids.shape[1]:]
-    rmask = _response_mask(resp, eos)
-    if recorder is None:
-        return resp, rmask, None, None
-    steps = resp.shape[1]
-    sc = masked_sequence_mean(torch.stack(recorder.self_certainty[:steps], 1).float(), rmask)
-    ent = masked_sequence_mean(torch.stack(recorder.entropy[:steps], 1).float(), rmask)
-    return resp, rmask, sc, ent
+        cache, logits = prefill(model, ids, mask, repeats=n)
+        logits = logits[:, -1]
+        attn = mask.repeat_interleave(n, 0)
+        pos = last_positions(mask, n)
+        live = torch.arange(rows, device=device)  # batch row -> response row
+        for t in range(max_new):
+            u = None if greedy else uniforms(rows, device)[live]
+            if token_stats:
+                z = logits[:, None].float()
+                sc[live, t] = token_self_certainty(z)[:, 0]
+                ent[live, t] = token_entropy(z)[:, 0]
+            nxt = logits.argmax(-1) if greedy else draw(
+                warp(logits, cfg.temperature, cfg.top_k, cfg.top_p), u)
+            out[live, t] = nxt
+            going = ~torch.isin(nxt, eos_t)
+            if t == max_new - 1 or not bool(going.any()):
+                break
+            if not bool(going.all()):
+                keep = going.nonzero().squeeze(-1)
+                cache.batch_select_indices(keep)
+                live, nxt, attn, pos = live[keep], nxt[keep], attn[keep], pos[keep]
+            attn = torch.cat([attn, attn.new_ones(attn.shape[0], 1)], 1)
+            pos = pos + 1
+            logits = continue_from(model, cache, nxt[:, None], attn, pos, logits_to_keep=1
+                                   ).logits[:, -1]
+    rmask = _response_mask(out, eos)
+    if not token_stats:
+        return out, rmask, None, None
+    return out, rmask, masked_sequence_mean(sc, rmask), masked_sequence_mean(ent, rmask)

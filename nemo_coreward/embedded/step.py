@@ -142,9 +142,10 @@ class Step:
             with timed(times, "update"):
                 self.hold.start()
                 self.mutated = True
+                sides = torch.tensor([p.side for p in prompts for _ in range(rollouts.n)])
                 losses = update_policy(s.fabric, s.policy, s.optimizer, rollouts, adv, cfg.loss,
                                        cfg.update, cfg.optim.grad_clip, s.reference,
-                                       autocast)
+                                       autocast, sides=sides)
                 lr = s.optimizer.param_groups[0]["lr"]
                 s.scheduler.step()
                 refresh_generator(s)

@@ -8,9 +8,11 @@ collapse alarm (which may end the run, ``alarm.stop``) and checkpointing as conf
 then export and evaluate after. Each phase is timed into the step's metrics
 (``time/...``).
 
-What the paper's verl recipe does and this trainer simplifies: one process, Hugging Face
-``generate`` instead of vLLM, the whole batch in one optimiser step (the recipe's
-mini-batch = batch), the token mean taken over both sides at once (see ``update.py``).
+What the paper's verl recipe does and this trainer simplifies: one process, a Hugging
+Face model sampled by its own decode loop instead of vLLM, the whole batch in one
+optimiser step (the recipe's mini-batch = batch). The loss aggregation is ``loss.agg``:
+the CPU demo's token mean over both sides, or the official sum of a token mean per side
+(``side-token-mean-sum``, the ``paper`` config).
 """
 from __future__ import annotations
 
@@ -240,6 +242,7 @@ def train(cfg: TrainConfig, on_step_end: Optional[Callable[[int, dict], None]] =
     bar = tqdm(total=cfg.train.steps, initial=s.start_step, desc="train", unit="step",
                disable=not cfg.train.progress or stopped, dynamic_ncols=True)
     last_eval: Optional[dict] = None
+    times: list[dict] = []
     try:
         for step in range(s.start_step + 1, 0 if stopped else cfg.train.steps + 1):
             current = Step(s, step, hold)
@@ -249,6 +252,7 @@ def train(cfg: TrainConfig, on_step_end: Optional[Callable[[int, dict], None]] =
                     last_eval = {"step": step, **_evaluate(s)}
                 metrics.update(_heldout_metrics(last_eval))
             s.log.metrics(step, metrics)
+            times.append({k: v for k, v in metrics.items() if k.startswith("time/")})
             if samples:
                 s.log.samples(samples)
             bar.set_postfix(_postfix(metrics), refresh=False)
@@ -276,6 +280,8 @@ def train(cfg: TrainConfig, on_step_end: Optional[Callable[[int, dict], None]] =
         s.log.close()
         raise Interrupted(path) from None
     bar.close()
+    if times:
+        echo(timing_summary(times))
     if cfg.train.export:
         final = s.run_dir / "final"
         s.raw_policy.save_pretrained(str(final))
@@ -292,6 +298,15 @@ def train(cfg: TrainConfig, on_step_end: Optional[Callable[[int, dict], None]] =
     s.log.close()
     return TrainResult(s.run_dir, step, metrics, s.evals.get("before"), s.evals.get("after"),
                        watch.result, stopped)
+
+
+def timing_summary(rows: list[dict[str, float]]) -> str:
+    """Mean seconds per step of each timed phase (``time/...``) over the steps of this run,
+    generation and update named first: where a step's time goes."""
+    keys = sorted({k for r in rows for k in r},
+                  key=lambda k: (k not in ("time/generate", "time/update"), k))
+    parts = [f"{k[5:]} {sum(r.get(k, 0.0) for r in rows) / len(rows):.1f} s" for k in keys]
+    return f"time per step (mean of {len(rows)}): " + ", ".join(parts)
 
 
 def _describe(e: dict[str, float]) -> str:

@@ -3,46 +3,41 @@
 Advantages and losses are the shared maths in ``nemo_coreward.rl``; this module only
 feeds them. What it adds is how log-probabilities are computed cheaply and exactly:
 
-- Shared prefix. The n rollouts of a prompt share it, so the prompt runs once per prompt
-  (with gradients), its KV cache is repeated n times and the responses run on top of it.
-  Gradients flow through the repeated cache into the prompt pass, so this is the same
-  function (and gradient) as n full forwards, at the cost of one prompt pass per prompt
-  instead of n; a test checks the equality against plain full-sequence forwards.
+- Shared prefix (``prefix.prefill``). The tokens all prompts of a micro-batch start
+  with run once, each prompt's own tail once per prompt (with gradients), the cache is
+  repeated for the n rollouts and the responses run on top of it. Gradients flow through
+  the repeated cache into the prompt passes, so this is the same function (and gradient)
+  as n full forwards per prompt; a test checks the equality against plain full-sequence
+  forwards.
 - Logits only where a response token is predicted (``logits_to_keep=1`` on the prompt
   pass; the response pass feeds all but the last response token).
+- Temperature: log-probabilities are those of softmax(logits / T), the distribution the
+  rollouts were sampled from (``Rollouts.temperature``), for the policy, the old policy
+  and the reference alike, as the official trainer (verl) divides the logits by the
+  rollout temperature before every log-prob; the same at T = 1.
 - On-policy (``epochs`` 1, the recipe's single optimiser step per batch): the old
   log-probabilities are the current ones detached, ratio = 1, so no extra forward. With
   ``epochs`` > 1 they come from one no-grad pass before the first epoch.
 - Micro-batches (``micro_batch_prompts`` prompts with all their rollouts) accumulate
-  gradients. Each micro-batch loss is weighted by its share of the aggregation's
-  denominator (tokens for token-mean, responses for the sequence means), so the
-  accumulated gradient equals the full batch's for any micro-batch size.
-
-Deviation: the paper sums a token-mean loss per side (J_original + J_rephrased); here
-the token mean runs over both sides at once (about half the paper's gradient scale when
-both sides have equally long responses; the lr absorbs it).
+  gradients. The aggregation (``loss.agg``: token-mean, seq-mean-token-mean,
+  seq-mean-token-sum, or the official Co-Reward side-token-mean-sum, J_original +
+  J_rephrased) is per-token weights computed once on the step's whole batch
+  (``nemo_coreward.rl.token_weights``), so the accumulated gradient equals the full
+  batch's for any micro-batch size.
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
-from nemo_coreward.embedded.model import cache_kwarg, output_cache
-from nemo_coreward.embedded.rollout import Autocast, Rollouts, positions, trim_left
+from nemo_coreward.embedded.prefix import continue_from, last_positions, prefill, trim_left
+from nemo_coreward.embedded.rollout import Autocast, Rollouts
 from nemo_coreward.rl import (ADVANTAGES, LossConfig, compute_policy_loss, token_entropy,
-                              token_logprobs)
-
-# How a micro-batch's share of an aggregation's denominator is measured.
-_SHARES: dict[str, Callable[[Tensor], Tensor]] = {
-    "token-mean": lambda mask: mask.sum(),
-    "seq-mean-token-mean": lambda mask: mask.any(-1).sum(),
-    "seq-mean-token-sum": lambda mask: mask.any(-1).sum(),
-}
-
+                              token_logprobs, token_weights)
 
 @dataclass(frozen=True)
 class UpdateConfig:
@@ -62,29 +57,28 @@ class UpdateConfig:
 
 
 def sequence_logprobs(model: Any, prompt_ids: Tensor, prompt_mask: Tensor, response_ids: Tensor,
-                      response_mask: Tensor, n: int, *, with_entropy: bool = False
-                      ) -> tuple[Tensor, Optional[Tensor]]:
-    """log p(response token t | prompt, response < t), (Q*n, R) from prompts (Q, P).
+                      response_mask: Tensor, n: int, *, temperature: float = 1.0,
+                      with_entropy: bool = False) -> tuple[Tensor, Optional[Tensor]]:
+    """log p(response token t | prompt, response < t), (Q*n, R) from prompts (Q, P), of
+    the distribution softmax(logits / temperature) the responses were sampled from.
 
     Returns (logp, entropy or None), both (Q*n, R) float32, R the given response width.
     Responses are prompt-major: rows i*n .. i*n+n-1 answer prompt i.
     """
     ids, mask = trim_left(prompt_ids, prompt_mask)
-    pos = positions(mask)
-    width = response_ids.shape[1]
-    head = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=width > 1,
-                 logits_to_keep=1)
-    logits = head.logits[:, -1:].repeat_interleave(n, 0)  # predicts response token 0
-    if width > 1:
-        cache = output_cache(head)
-        cache.batch_repeat_interleave(n)
+    cache, first = prefill(model, ids, mask, repeats=n)  # predicts response token 0
+    pieces = [first]
+    if response_ids.shape[1] > 1:
         full_mask = torch.cat([mask.repeat_interleave(n, 0), response_mask[:, :-1].long()], 1)
-        r_pos = pos[:, -1:].repeat_interleave(n, 0) + torch.arange(1, width, device=pos.device)
-        tail = model(input_ids=response_ids[:, :-1], attention_mask=full_mask, position_ids=r_pos,
-                     **{cache_kwarg(model): cache})
-        logits = torch.cat([logits, tail.logits], 1)
-    logp = token_logprobs(logits, response_ids)
-    return logp, token_entropy(logits) if with_entropy else None
+        pieces.append(continue_from(model, cache, response_ids[:, :-1], full_mask,
+                                    last_positions(mask, n) + 1).logits)
+    # Per piece, then concatenated: (B, R) results instead of a copy of (B, R, V) logits.
+    scaled = [z / temperature if temperature != 1.0 else z for z in pieces]
+    starts = [0, 1][:len(scaled)]
+    logp = torch.cat([token_logprobs(z, response_ids[:, s:s + z.shape[1]])
+                      for z, s in zip(scaled, starts)], 1)
+    entropy = torch.cat([token_entropy(z) for z in scaled], 1) if with_entropy else None
+    return logp, entropy
 
 
 def advantages_for(rewards: Tensor, group_keys: list, cfg: UpdateConfig) -> Tensor:
@@ -113,21 +107,30 @@ def frozen_logprobs(model: Any, r: Rollouts, per: int,
     out = []
     for q0, q1 in _slices(r.prompt_ids.shape[0], per):
         with autocast() if autocast else contextlib.nullcontext():
-            out.append(sequence_logprobs(model, *_micro(r, q0, q1), r.n)[0])
+            out.append(sequence_logprobs(model, *_micro(r, q0, q1), r.n,
+                                         temperature=r.temperature)[0])
     return out
+
+
+# compute_policy_loss metrics that are token means over a micro-batch's rows (the others
+# are its share of the step's aggregate, and add up over micro-batches).
+_TOKEN_MEANS = ("clipfrac", "approx_kl", "ratio_mean")
 
 
 def update_policy(fabric: Any, model: Any, optimizer: torch.optim.Optimizer, rollouts: Rollouts,
                   advantages: Tensor, loss_cfg: LossConfig, cfg: UpdateConfig, grad_clip: float,
-                  reference: Any = None, ref_autocast: Autocast = None
-                  ) -> dict[str, float]:
-    """``cfg.epochs`` optimiser steps on one batch; returns averaged loss metrics."""
-    if loss_cfg.agg not in _SHARES:
-        raise ValueError(f"loss.agg {loss_cfg.agg!r}: micro-batching supports {list(_SHARES)}")
-    share_of = _SHARES[loss_cfg.agg]
+                  reference: Any = None, ref_autocast: Autocast = None,
+                  sides: Optional[Tensor] = None) -> dict[str, float]:
+    """``cfg.epochs`` optimiser steps on one batch; returns averaged loss metrics.
+
+    ``sides`` (Q*n,): each response's side (0 the original question, >= 1 a rephrasing),
+    needed by ``loss.agg: side-token-mean-sum``. The aggregation's token weights are
+    computed once on the whole batch (``token_weights``), so micro-batches add up to it.
+    """
     per = cfg.micro_batch_prompts
     slices = _slices(rollouts.prompt_ids.shape[0], per)
-    total = share_of(rollouts.response_mask).clamp(min=1).float()
+    weights = token_weights(rollouts.response_mask, loss_cfg.agg, sides)
+    tokens = rollouts.response_mask.sum().clamp(min=1)
     ref = None
     if reference is not None and loss_cfg.kl_coef > 0:
         ref = frozen_logprobs(reference, rollouts, per, ref_autocast)
@@ -139,15 +142,18 @@ def update_policy(fabric: Any, model: Any, optimizer: torch.optim.Optimizer, rol
         optimizer.zero_grad(set_to_none=True)
         for i, (q0, q1) in enumerate(slices):
             p_ids, p_mask, r_ids, r_mask = _micro(rollouts, q0, q1)
+            rows = slice(q0 * rollouts.n, q1 * rollouts.n)
             logp, ent = sequence_logprobs(model, p_ids, p_mask, r_ids, r_mask, rollouts.n,
+                                          temperature=rollouts.temperature,
                                           with_entropy=loss_cfg.entropy_coef != 0)
             old_lp = old[i] if old is not None else logp.detach()
             loss, metrics = compute_policy_loss(
-                logp, old_lp, ref[i] if ref is not None else None,
-                advantages[q0 * rollouts.n:q1 * rollouts.n], r_mask, loss_cfg, entropy=ent)
-            share = float(share_of(r_mask) / total)
-            fabric.backward(loss * share)
+                logp, old_lp, ref[i] if ref is not None else None, advantages[rows], r_mask,
+                loss_cfg, entropy=ent, weights=weights[rows, :r_mask.shape[1]])
+            fabric.backward(loss)
+            token_share = float(r_mask.sum() / tokens)
             for key, value in metrics.items():
+                share = token_share if key in _TOKEN_MEANS else 1.0
                 sums[key] = sums.get(key, 0.0) + value * share / cfg.epochs
         norm = fabric.clip_gradients(model, optimizer, max_norm=grad_clip or float("inf"))
         sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(norm) / cfg.epochs
