@@ -12,46 +12,36 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
 HERE = Path(__file__).parent
 if importlib.util.find_spec("tensorrt_llm") is None:  # as conftest.py does
     sys.path.insert(0, str(HERE / "_placeholders"))
 sys.path.insert(0, str(HERE.parent))  # tests/: import this folder as the package "aligner"
 
-from aligner.fit_setup import build, patch_cuda_for_cpu  # noqa: E402
-
+from aligner.fit_setup import build, gloo_group, patch_cuda_for_cpu  # noqa: E402
 from nemo_coreward.aligner.config import CoRewardConfig  # noqa: E402
 
 
 def main():
     rank, world, port = map(int, sys.argv[1:4])
     out = Path(sys.argv[4])
-    configs = json.loads(sys.argv[5])
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world,
-                            init_method=f"tcp://127.0.0.1:{port}")
-    from megatron.core import parallel_state as ps
-
-    ps.initialize_model_parallel(1, 1)
     patch_cuda_for_cpu(setattr)
-    results = []
-    for spec in configs:
-        coreward = CoRewardConfig.from_mapping(spec["coreward"])
-        trainer, actor, rec, _ = build(coreward, out / f"rank{rank}", keyed=True,
-                                       random_sampler=False,
-                                       global_batch_size=spec.get("global_batch_size"))
-        trainer.fit()
-        results.append({
-            "loss_batches": [{k: v.tolist() for k, v in b.items()} for b in actor.loss_batches],
-            "weights": {k: v.tolist() for k, v in actor.model.state_dict().items()},
-            "optim_logs": [m for prefix, _, m in rec.metrics if prefix == "train_optim/"],
-        })
-    (out / f"rank{rank}.json").write_text(json.dumps(results))
-    dist.barrier()
-    ps.destroy_model_parallel()
-    dist.destroy_process_group()
-
+    with gloo_group(rank, world, port):
+        results = []
+        for spec in json.loads(sys.argv[5]):
+            coreward = CoRewardConfig.from_mapping(spec["coreward"])
+            trainer, actor, rec, _ = build(coreward, out / f"rank{rank}", keyed=True,
+                                           random_sampler=False,
+                                           global_batch_size=spec.get("global_batch_size"))
+            trainer.fit()
+            results.append({
+                "loss_batches": [{k: v.tolist() for k, v in b.items()}
+                                 for b in actor.loss_batches],
+                "weights": {k: v.tolist() for k, v in actor.model.state_dict().items()},
+                "optim_logs": [m for prefix, _, m in rec.metrics if prefix == "train_optim/"],
+            })
+        (out / f"rank{rank}.json").write_text(json.dumps(results))
 
 if __name__ == "__main__":
     main()

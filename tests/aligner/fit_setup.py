@@ -29,21 +29,27 @@ PAIRS_PER_STEP, N = 4, 3
 
 
 @contextlib.contextmanager
-def gloo_one_rank() -> Iterator[None]:
-    """A one-process gloo group with Megatron-core's parallel_state (TP 1, PP 1, DP 1)."""
+def gloo_group(rank: int, world: int, port: int) -> Iterator[None]:
+    """A gloo process group with Megatron-core's parallel_state (TP 1, PP 1, DP = world)."""
     import torch.distributed as dist
     from megatron.core import parallel_state as ps
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
+    dist.init_process_group("gloo", rank=rank, world_size=world,
+                            init_method=f"tcp://127.0.0.1:{port}")
     ps.initialize_model_parallel(1, 1)
     try:
         yield
+        dist.barrier()
     finally:
         ps.destroy_model_parallel()
         dist.destroy_process_group()
+
+
+def gloo_one_rank() -> contextlib.AbstractContextManager[None]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return gloo_group(0, 1, port)
 
 
 def patch_cuda_for_cpu(setattr_: Callable[[Any, str, Any], None]) -> None:

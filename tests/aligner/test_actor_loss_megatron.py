@@ -27,8 +27,7 @@ pytest.importorskip("megatron.core")
 from nemo_coreward.rl import LossConfig  # noqa: E402
 
 from .fit_setup import gloo_one_rank  # noqa: E402
-from .megatron_setup import (actor_on, full_batch_loss, global_batch,  # noqa: E402
-                             megatron_cpu_shims, tiny_gpt)
+from .megatron_setup import actor_on, full_batch_loss, global_batch, megatron_cpu_shims, tiny_gpt  # noqa: E402
 
 WORKER = Path(__file__).with_name("_mp_megatron_loss_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
