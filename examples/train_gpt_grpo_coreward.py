@@ -147,8 +147,6 @@ def main(cfg) -> None:
     elif coreward.needs_teacher:
         raise ValueError("model.peft.peft_scheme: Co-rewarding-II needs full-parameter training "
                          "(its teacher averages the full weights)")
-    if coreward.uses_custom_loss:
-        actor.set_coreward_loss(coreward.loss_config())
 
     custom_trainer_state = retrieve_custom_trainer_state_dict(trainer) if trainer.ckpt_path else None
     init_distributed(trainer, actor, cfg.model.get("transformer_engine", False))

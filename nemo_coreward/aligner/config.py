@@ -263,11 +263,6 @@ class CoRewardConfig:
         """Reference (init policy or teacher) log-probs are computed each step."""
         return self.kl.needs_reference
 
-    @property
-    def uses_custom_loss(self) -> bool:
-        """The stock REINFORCE loss suffices only without clipping and without a KL term."""
-        return self.loss.ppo_clip or (self.kl.mode == "loss" and self.kl.coef > 0)
-
     def loss_config(self) -> LossConfig:
         kl_coef = self.kl.coef if self.kl.mode == "loss" else 0.0
         return LossConfig(clip_low=self.loss.clip_low, clip_high=self.loss.clip_high,

@@ -39,7 +39,6 @@ Fit loop, optimiser steps, validation, checkpoints, logging, TensorRT-LLM: NeMo-
 """
 from __future__ import annotations
 
-import json
 import logging
 from contextlib import nullcontext
 from pathlib import Path
@@ -64,7 +63,8 @@ from nemo_coreward.aligner.scoring import RewardRouter, response_decoder
 from nemo_coreward.aligner.shards import (loss_mask, optimizer_step_of_rows, shard_rows,
                                           step_loss_weights)
 from nemo_coreward.aligner.teacher import TeacherStore
-from nemo_coreward.reward.alarm import AlarmWatch, read_rows
+from nemo_coreward.io import append_jsonl, read_jsonl, write_jsonl
+from nemo_coreward.reward.alarm import AlarmWatch
 from nemo_coreward.rl import weighted_sum
 
 __all__ = ["CoRewardGRPOTrainer", "StopOnAlarm"]
@@ -89,7 +89,7 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
         self.teacher_store = teacher_store
         self.alarm_history = Path(alarm_history) if alarm_history else None
         self.alarm = AlarmWatch(coreward.alarm,
-                                read_rows(self.alarm_history) if self.alarm_history else [])
+                                read_jsonl(self.alarm_history).rows if self.alarm_history else [])
         self.run_timer = StopOnAlarm(self.run_timer, self.alarm)
         # NeMo-Aligner decides from initial_policy_kl_penalty; ours from coreward.kl.
         self.compute_init_policy_kl = coreward.needs_reference
@@ -257,8 +257,7 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
             return
         if self.alarm_history is not None:
             self.alarm_history.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.alarm_history, "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
+            append_jsonl(self.alarm_history, [row])
         if fired is not None:
             action = ("stopping after this step (coreward.alarm.stop=True)"
                       if self.coreward.alarm.stop else "continuing (coreward.alarm.stop=False)")
@@ -271,8 +270,7 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
         step = int(state_dict["step"])
         self.alarm.truncate_after(step)
         if self.alarm_history is not None and _is_rank_zero():
-            self.alarm_history.write_text("".join(json.dumps(r) + "\n" for r in self.alarm.rows),
-                                          encoding="utf-8")
+            write_jsonl(self.alarm_history, self.alarm.rows)
 
     # -- checkpoints ----------------------------------------------------------------------
     def save(self, extra_candidates=None, is_train_end=False):

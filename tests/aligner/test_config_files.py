@@ -144,8 +144,8 @@ def test_batch_layout_counts():
 
 def test_loss_config_follows_kl_mode():
     c = CoRewardConfig()
-    assert c.uses_custom_loss and c.loss_config().kl_coef == 0.005
+    assert c.loss_config().kl_coef == 0.005
     r = CoRewardConfig.from_mapping({"kl": {"mode": "reward"}})
-    assert not r.uses_custom_loss and r.loss_config().kl_coef == 0.0 and r.needs_reference
+    assert r.loss_config().kl_coef == 0.0 and r.needs_reference
     n = CoRewardConfig.from_mapping({"kl": {"mode": "none"}})
-    assert not n.needs_reference and not n.uses_custom_loss
+    assert not n.needs_reference and n.loss_config().kl_coef == 0.0
