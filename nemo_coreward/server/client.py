@@ -103,24 +103,28 @@ class RewardClient(_Scorer):
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.send_answers = send_answers
+        self._model_config: Any = None  # the model's configuration, once a request succeeded
         self._lock = threading.Lock()
         super().__init__(max_in_flight, "reward-client")
         self.failed_attempts = 0  # connection failures, timeouts, server errors (for logs, tests)
 
     # -- connections -----------------------------------------------------------------
     def _connect(self) -> Any:
-        """A fresh connection per attempt: a step is seconds of grading, a connection
-        milliseconds, and no idle keep-alive connection outlives a restarted server or
-        holds up a server's shutdown."""
+        """A fresh connection per attempt: no idle keep-alive connection outlives a
+        restarted server or holds up a server's shutdown. The first waits for the model
+        to be ready and reads its configuration (several round trips); later ones reuse
+        that configuration until an attempt fails, when the next one waits again."""
         from pytriton.client import ModelClient
         from pytriton.client.warnings import NotSupportedTimeoutWarning
 
         # PyTriton warns on every connection that its HTTP readiness polls and gRPC
         # metadata calls ignore the inference timeout; our timeouts are set knowingly.
         warnings.filterwarnings("ignore", category=NotSupportedTimeoutWarning)
+        known = self._model_config
         return ModelClient(self.url, MODEL_NAME, lazy_init=True,
                            init_timeout_s=self.connect_timeout_s,
-                           inference_timeout_s=self.timeout_s)
+                           inference_timeout_s=self.timeout_s,
+                           model_config=known, ensure_model_is_ready=known is None)
 
     @staticmethod
     def _close(client: Any) -> None:
@@ -167,9 +171,11 @@ class RewardClient(_Scorer):
             except (PyTritonClientError, InferenceServerException, HTTPException, OSError) as e:
                 last = e  # connection lost or reset, timeout, server or model not ready yet
             else:
+                self._model_config = client.model_config
                 return decode_response(outputs, inputs)
             finally:
                 self._close(client)
+            self._model_config = None  # wait for the model again before the next attempt
             with self._lock:
                 self.failed_attempts += 1
         raise RewardServerError(f"reward server {self.url} failed {self.retries + 1} attempts; "

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from nemo_coreward.reward import RewardConfig, Rollout, score_rollouts
-from nemo_coreward.server import RewardClient, RewardRequestError
+from nemo_coreward.server import RewardClient, RewardRequestError, RewardServerError
 from nemo_coreward.server.protocol import MODEL_NAME, encode_request
 
 from .conftest import assert_same, make_step
@@ -213,3 +213,19 @@ def test_crash_and_restart_under_a_running_client_then_sigterm(tmp_path):
     finally:
         if srv.proc is not None and srv.proc.poll() is None:
             srv.kill_group()
+
+
+def test_later_requests_skip_the_readiness_round_trips(server):
+    """After one answered request the model's configuration is reused, so a request is
+    one round trip; a failed attempt forgets it, so the next one waits for the model."""
+    with RewardClient(server.http_url, retries=0) as c:
+        assert c._model_config is None
+        c.score(GOOD, RewardConfig())
+        assert c._model_config is not None
+        assert_same(c.score(GOOD, RewardConfig()), score_rollouts(GOOD, RewardConfig()))
+        known = c._model_config
+    with RewardClient(f"http://127.0.0.1:{free_ports(1)[0]}", retries=0, connect_timeout_s=1) as c:
+        c._model_config = known  # as if this server had answered before and then gone
+        with pytest.raises(RewardServerError):
+            c.score(GOOD, RewardConfig())
+        assert c._model_config is None
