@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from nemo_coreward.errors import UserError
 from nemo_coreward.server.config import ServerConfig
 from nemo_coreward.server.pool import PoolUnavailable, ScoringPool
 from nemo_coreward.server.protocol import (
@@ -217,7 +218,7 @@ def _unload(config: ServerConfig, access_token: str | None, timeout_s: float = 6
         time.sleep(0.1)
 
 
-class PortInUse(RuntimeError):
+class PortInUse(UserError, RuntimeError):
     """A configured port is taken; Triton itself would only fail after a long timeout."""
 
 

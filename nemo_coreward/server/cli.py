@@ -13,7 +13,8 @@ import dataclasses
 import logging
 import sys
 
-from nemo_coreward.server.config import DEFAULT_CONFIG, ConfigError, load_server_config
+from nemo_coreward.errors import one_line_errors
+from nemo_coreward.server.config import DEFAULT_CONFIG, load_server_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,29 +28,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@one_line_errors("coreward serve")
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.config is None:  # an installed package has no conf/: use the built-in defaults
         path = DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
     else:
         path = None if args.config.lower() == "none" else args.config
-    try:
-        config = load_server_config(path, args.overrides)
-    except ConfigError as e:
-        print(f"coreward serve: {e}", file=sys.stderr)
-        return 2
+    config = load_server_config(path, args.overrides)
     if args.print_config:
         for key, value in dataclasses.asdict(config).items():
             print(f"{key}: {value}")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from nemo_coreward.server.app import PortInUse, serve
+    from nemo_coreward.server.app import serve
 
-    try:
-        return serve(config)
-    except PortInUse as e:
-        print(f"coreward serve: {e}", file=sys.stderr)
-        return 2
+    return serve(config)
 
 
 if __name__ == "__main__":

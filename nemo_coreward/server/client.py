@@ -21,14 +21,15 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from http.client import HTTPException
 from typing import Any
 
+from nemo_coreward.errors import UserError
 from nemo_coreward.reward import RewardConfig, Rollout, ScoredBatch, score_rollouts
+from nemo_coreward.retry import call_with_retries
 from nemo_coreward.server.protocol import (
     BAD_REQUEST,
     MODEL_NAME,
@@ -39,8 +40,9 @@ from nemo_coreward.server.protocol import (
 LOG = logging.getLogger(__name__)
 
 
-class RewardServerError(RuntimeError):
-    """The server could not score the request within the retries."""
+class RewardServerError(UserError, RuntimeError):
+    """The server could not score the request within the retries (a user-facing error:
+    the way out is to start or reach the server)."""
 
 
 class RewardRequestError(ValueError):
@@ -151,13 +153,8 @@ class RewardClient(_Scorer):
         from tritonclient.utils import InferenceServerException
 
         inputs, parameters = encode_request(rollouts, config, teacher, self.send_answers)
-        last: BaseException | None = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
-                LOG.warning("reward server %s: %s; retry %d/%d in %.1f s", self.url, last,
-                            attempt, self.retries, delay)
-                time.sleep(delay)
+
+        def attempt() -> ScoredBatch:
             client = self._connect()
             try:
                 outputs = client.infer_sample(parameters=parameters, **inputs)
@@ -165,21 +162,41 @@ class RewardClient(_Scorer):
                 refused = _server_message(str(e), BAD_REQUEST)
                 if refused is not None:
                     raise RewardRequestError(f"{self.url} refused the request: {refused}") from None
-                last = e
+                self._failed_attempt()
+                raise _Retryable(e) from e
             except PyTritonClientValueError:
                 raise
             except (PyTritonClientError, InferenceServerException, HTTPException, OSError) as e:
-                last = e  # connection lost or reset, timeout, server or model not ready yet
+                # connection lost or reset, timeout, server or model not ready yet
+                self._failed_attempt()
+                raise _Retryable(e) from e
             else:
                 self._model_config = client.model_config
                 return decode_response(outputs, inputs)
             finally:
                 self._close(client)
-            self._model_config = None  # wait for the model again before the next attempt
-            with self._lock:
-                self.failed_attempts += 1
-        raise RewardServerError(f"reward server {self.url} failed {self.retries + 1} attempts; "
-                                f"last error: {last}") from last
+
+        def log_retry(error: BaseException, retry: int, wait_s: float) -> None:
+            LOG.warning("reward server %s: %s; retry %d/%d in %.1f s", self.url, error.__cause__,
+                        retry, self.retries, wait_s)
+
+        try:
+            return call_with_retries(attempt, retry_on=_Retryable, retries=self.retries,
+                                     backoff_s=self.backoff_s, backoff_max_s=self.max_backoff_s,
+                                     on_retry=log_retry)
+        except _Retryable as e:
+            raise RewardServerError(f"reward server {self.url} failed {self.retries + 1} "
+                                    f"attempts (last error: {e.__cause__}); start `coreward serve` there or "
+                                    "point the client at a running server") from e.__cause__
+
+    def _failed_attempt(self) -> None:
+        self._model_config = None  # wait for the model again before the next attempt
+        with self._lock:
+            self.failed_attempts += 1
+
+
+class _Retryable(Exception):
+    """A transient failure of one attempt (its cause is the transport's error)."""
 
 
 class LocalScorer(_Scorer):

@@ -39,10 +39,7 @@ CASES = {
     "score-missing-input": (["score", "missing.jsonl", "--out", "s.jsonl"], {}, "missing.jsonl"),
     "report-missing-run": (["report", "no_run", "--out", "r"], {}, "no_run"),
     "serve-missing-config": (["serve", "--config", "missing.yaml"], {}, "missing.yaml"),
-    "serve-unknown-key": pytest.param(
-        ["serve", "wrkers=3"], {}, "wrkers",
-        marks=pytest.mark.xfail(strict=True, reason="server/cli.py prints OmegaConf's "
-                                "three-line message for an unknown key")),
+    "serve-unknown-key": (["serve", "wrkers=3"], {}, "wrkers"),
     "train-missing-model": pytest.param(["train", "model.path=/nonexistent/model"], {},
                                         "/nonexistent/model", marks=pytest.mark.slow),
     "train-missing-data": pytest.param(["train", "data.source=file",
