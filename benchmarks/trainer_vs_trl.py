@@ -6,6 +6,9 @@
     .venv/bin/python benchmarks/trainer_vs_trl.py --kl 0.005       # with a reference model
     .venv/bin/python benchmarks/trainer_vs_trl.py --which ours \
         --rewards co_reward,co_rewarding_ii,co_rewarding_combined   # the teacher's extra cost
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        .venv/bin/python benchmarks/trainer_vs_trl.py   # as on an AVX2-only CPU (all three
+                                                        # limits: torch, oneDNN and MKL GEMMs)
 
 Both sides train SmolLM2-135M-Instruct (the converted bundled GGUF) on the same synthetic
 twins, in the same order (TRL without shuffling, twins adjacent), with the same prompt
@@ -51,7 +54,8 @@ def _machine() -> str:
                 break
     except OSError:
         pass
-    limits = [f"{k}={os.environ[k]}" for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+    limits = [f"{k}={os.environ[k]}" for k in
+              ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
               if k in os.environ]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{model}, {os.cpu_count()} cores, load {load:.1f}"
