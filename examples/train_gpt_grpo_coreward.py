@@ -158,7 +158,8 @@ def main(cfg) -> None:
             grpo.num_rollout_samples, coreward.data.num_sides,
             cfg.trainer.grpo.num_rollouts_per_prompt,
             grpo.rollout_micro_batch_size, grpo.forward_micro_batch_size,
-            cfg.model.global_batch_size, cfg.model.micro_batch_size, dp_size)
+            cfg.model.global_batch_size, cfg.model.micro_batch_size, dp_size,
+            coreward.policy_sides)
     except ConfigError as err:
         refuse(err)
     val_pairs_per_call = max(grpo.val_rollout_micro_batch_size // coreward.data.num_sides, 1)

@@ -32,6 +32,7 @@ __all__ = [
     "alias_grpo_sections",
     "check_batch_layout",
     "check_generation",
+    "policy_sides",
     "register_resolvers",
 ]
 
@@ -259,6 +260,12 @@ class CoRewardConfig:
         return reward_spec(self.reward.name).needs_teacher
 
     @property
+    def policy_sides(self) -> int:
+        """Sides per pair the policy rolls out: every side the data gives, or the original
+        question only (the combined reward, whose teacher rolls out the rephrasings)."""
+        return policy_sides(self.data, self.reward.name)
+
+    @property
     def needs_reference(self) -> bool:
         """Reference (init policy or teacher) log-probs are computed each step."""
         return self.kl.needs_reference
@@ -269,20 +276,29 @@ class CoRewardConfig:
                           kl_coef=kl_coef, kl_type=self.kl.type, agg=self.loss.agg)
 
 
+def policy_sides(data: DataSection, reward_name: str) -> int:
+    """Sides per pair the policy rolls out under ``reward_name`` (``CoRewardConfig.policy_sides``)."""
+    spec = reward_spec(reward_name)
+    return sum(spec.policy_rolls_out(side) for side in range(data.num_sides))
+
+
 def check_batch_layout(pairs_per_step: int, num_sides: int, rollouts_per_prompt: int,
                        rollout_micro_batch_size: int, forward_micro_batch_size: int,
-                       model_gbs: int, model_mbs: int, dp_size: int) -> tuple[int, int]:
+                       model_gbs: int, model_mbs: int, dp_size: int,
+                       policy_sides: int | None = None) -> tuple[int, int]:
     """Validate the batch sizes; return (pairs per rollout micro-batch, rollouts per step).
 
     ``rollout_micro_batch_size`` keeps NeMo-Aligner's meaning, sequences per generation
     call (it sizes the TensorRT-LLM engine), and a call holds whole pairs, so it must be a
     multiple of the sides per pair. ``pairs_per_step`` (``num_rollout_samples``) counts
-    pairs. A step rolls out pairs x sides x rollouts_per_prompt sequences; every DP rank
+    pairs. A step rolls out pairs x policy sides (``policy_sides``, default all
+    ``num_sides``) x rollouts_per_prompt sequences; every DP rank
     scores them all, then computes log-probs of and trains on its 1/DP share (in
     micro-batches of ``forward_micro_batch_size``), in optimiser steps of
     ``model.global_batch_size``.
     """
-    rollouts = pairs_per_step * num_sides * rollouts_per_prompt
+    rolled = num_sides if policy_sides is None else policy_sides
+    rollouts = pairs_per_step * rolled * rollouts_per_prompt
     pairs_per_call = rollout_micro_batch_size // num_sides
     checks = [
         (rollout_micro_batch_size % num_sides == 0 and pairs_per_call > 0,
@@ -296,7 +312,7 @@ def check_batch_layout(pairs_per_step: int, num_sides: int, rollouts_per_prompt:
          f"model.grpo.forward_micro_batch_size ({forward_micro_batch_size}) x data-parallel "
          f"size ({dp_size}): each DP rank computes log-probs of its share"),
         (rollouts % model_gbs == 0,
-         f"rollouts per step ({pairs_per_step} pairs x {num_sides} sides x "
+         f"rollouts per step ({pairs_per_step} pairs x {rolled} sides x "
          f"{rollouts_per_prompt} rollouts = {rollouts}) must be a multiple of "
          f"model.global_batch_size ({model_gbs})"),
         (model_gbs % (model_mbs * dp_size) == 0,
@@ -345,9 +361,10 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("multiply", lambda x, y: x * y, replace=True)
     OmegaConf.register_new_resolver("int_div", lambda x, y: x // y, replace=True)
     OmegaConf.register_new_resolver("subtract", lambda x, y: x - y, replace=True)
-    # Sides rolled out per pair, as DataSection.num_sides: ${coreward_sides:use, max}.
+    # Sides the policy rolls out per pair, as CoRewardConfig.policy_sides:
+    # ${coreward_sides:use_rephrasings, max_rephrasings, reward_name}.
     OmegaConf.register_new_resolver(
-        "coreward_sides", lambda use, k: DataSection(use_rephrasings=bool(use),
-                                                     max_rephrasings=int(k)).num_sides,
+        "coreward_sides", lambda use, k, reward="co_reward": policy_sides(
+            DataSection(use_rephrasings=bool(use), max_rephrasings=int(k)), str(reward)),
         replace=True)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import torch
 from torch import Tensor
@@ -27,7 +27,7 @@ from nemo_coreward.data.records import PairRecord, load_records, sides
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EncodedPair", "TwinPromptDataset", "render_prompt", "twin_collate"]
+__all__ = ["EncodedPair", "TwinPromptDataset", "render_prompt", "select_sides", "twin_collate"]
 
 
 class Tokenizer(Protocol):
@@ -142,3 +142,16 @@ def twin_collate(items: Sequence[Mapping[str, Any]], *, response_length: int, eo
     return {"text": text, "length": lengths,
             "pair_id": torch.tensor(pair_ids, dtype=torch.long),
             "side": torch.tensor(side_ids, dtype=torch.long)}
+
+
+def select_sides(batch: Mapping[str, Tensor], keep: Callable[[int], bool]) -> Mapping[str, Tensor]:
+    """The rows of a ``twin_collate`` batch whose side ``keep`` accepts (the batch itself when
+    it accepts every side): a reward decides which sides the policy and the teacher roll
+    out (``RewardSpec.policy_rolls_out`` / ``teacher_rolls_out``), e.g. the combined reward's
+    policy the original questions only and its teacher the rephrasings only."""
+    rows = torch.tensor([keep(int(side)) for side in batch["side"]], dtype=torch.bool)
+    if bool(rows.all()):
+        return batch
+    if not bool(rows.any()):
+        raise ValueError("select_sides: no row of the batch is rolled out")
+    return {key: value[rows] for key, value in batch.items()}

@@ -160,6 +160,7 @@ def build_plan(
         int(model.global_batch_size),
         int(model.micro_batch_size),
         dp,
+        coreward.policy_sides,
     )
     val, save = int(grpo_trainer.val_check_interval), int(grpo_trainer.save_interval)
     if val > 0 and save > 0 and save % val:

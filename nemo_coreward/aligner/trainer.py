@@ -58,12 +58,14 @@ from nemo_aligner.utils.utils import cpu_dict
 
 from nemo_coreward.aligner.advantages import consumed_after_step, reinforce_terms, sequence_kl
 from nemo_coreward.aligner.config import CoRewardConfig
+from nemo_coreward.aligner.data import select_sides
 from nemo_coreward.aligner.layout import round_up, seq_len_multiple
 from nemo_coreward.aligner.scoring import RewardRouter, response_decoder
 from nemo_coreward.aligner.shards import (loss_mask, optimizer_step_of_rows, shard_rows,
                                           step_loss_weights)
 from nemo_coreward.aligner.teacher import TeacherStore
 from nemo_coreward.io import append_jsonl, read_jsonl, write_jsonl
+from nemo_coreward.reward import reward_spec
 from nemo_coreward.reward.alarm import AlarmWatch
 from nemo_coreward.rl import weighted_sum
 
@@ -93,7 +95,7 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
         self.run_timer = StopOnAlarm(self.run_timer, self.alarm)
         # NeMo-Aligner decides from initial_policy_kl_penalty; ours from coreward.kl.
         self.compute_init_policy_kl = coreward.needs_reference
-        self.rollouts_per_pair = coreward.data.num_sides * self.cfg.num_rollouts_per_prompt
+        self.rollouts_per_pair = coreward.policy_sides * self.cfg.num_rollouts_per_prompt
         # The sampler's global batch counts dataset items, i.e. pairs.
         self.pairs_per_step = self.train_dataloader_builder(
             consumed_samples=0).batch_sampler.global_batch_size
@@ -111,6 +113,10 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
         reshard = trt_llm_reshard_region if self.trtllm_reshard else nullcontext
         num_rollouts = 1 if is_validation else self.cfg.num_rollouts_per_prompt
         with_teacher = self.coreward.needs_teacher and not is_validation
+        # The reward says which sides each model rolls out (the combined reward: the policy
+        # the original questions, the teacher the rephrasings).
+        spec = reward_spec((self.coreward.validation_reward if is_validation
+                            else self.coreward.reward).name)
         policy, teacher, batches = [], [], []
         with reshard():
             dataloader = dataloader_builder(consumed_samples=consumed_samples)
@@ -121,8 +127,9 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
             with self.timer("generate"):
                 for batch in batch_iterator:
                     if with_teacher:
-                        batches.append(batch)
-                    policy.extend(self.model.infer(batch) for _ in range(num_rollouts))
+                        batches.append(select_sides(batch, spec.teacher_rolls_out))
+                    own = select_sides(batch, spec.policy_rolls_out)
+                    policy.extend(self.model.infer(own) for _ in range(num_rollouts))
             if with_teacher:
                 with self.timer("teacher_generate"):
                     teacher = self.model.teacher_rollouts(batches, num_rollouts, step=self.step + 1,

@@ -79,7 +79,7 @@ def build(coreward: CoRewardConfig, tmp_path, teacher: bool = False, max_steps: 
 
     from nemo_coreward.aligner.trainer import CoRewardGRPOTrainer
 
-    sides = coreward.data.num_sides
+    sides = coreward.policy_sides
     cfg = OmegaConf.create({
         "model": {"seed": 7, "data": {"num_workers": 0}},
         "trainer": {"grpo": {

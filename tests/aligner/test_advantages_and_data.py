@@ -122,3 +122,18 @@ def test_render_prompt_leaves_braces_alone():
     assert render_prompt("<s>{question}\\boxed{}", "a {b}") == "<s>a {b}\\boxed{}"
     with pytest.raises(ValueError):
         render_prompt("no slot", "q")
+
+
+def test_select_sides_keeps_the_rows_of_the_sides_a_model_rolls_out():
+    from nemo_coreward.aligner.data import select_sides
+    from nemo_coreward.reward import reward_spec
+
+    batch = {"text": torch.arange(12).reshape(4, 3), "length": torch.tensor([3, 2, 3, 1]),
+             "pair_id": torch.tensor([7, 7, 8, 8]), "side": torch.tensor([0, 1, 0, 1])}
+    spec = reward_spec("co_rewarding_combined")
+    policy = select_sides(batch, spec.policy_rolls_out)
+    teacher = select_sides(batch, spec.teacher_rolls_out)
+    assert policy["side"].tolist() == [0, 0] and policy["pair_id"].tolist() == [7, 8]
+    assert policy["text"].tolist() == [[0, 1, 2], [6, 7, 8]] and policy["length"].tolist() == [3, 3]
+    assert teacher["side"].tolist() == [1, 1] and teacher["length"].tolist() == [2, 1]
+    assert select_sides(batch, reward_spec("co_reward").policy_rolls_out) is batch

@@ -55,8 +55,13 @@ def test_every_config_composes_parses_and_fits_its_layout(name, overrides):
         model.grpo.num_rollout_samples, coreward.data.num_sides,
         cfg.trainer.grpo.num_rollouts_per_prompt, model.grpo.rollout_micro_batch_size,
         model.grpo.forward_micro_batch_size, model.global_batch_size, model.micro_batch_size,
-        gpus // mp)
-    assert rollouts == 128 * coreward.data.num_sides * 8
+        gpus // mp, coreward.policy_sides)
+    # the combined reward's policy rolls out the questions only (its teacher the twins)
+    policy_sides = 1 if coreward.reward.name == "co_rewarding_combined" else coreward.data.num_sides
+    assert coreward.policy_sides == policy_sides
+    assert rollouts == 128 * policy_sides * 8
+    if not any("global_batch_size" in o for o in overrides):
+        assert model.global_batch_size == rollouts  # one optimiser step per rollout batch
     assert cfg.trainer.grpo.trt_llm.max_input_len + model.grpo.length_params.max_length \
         <= model.encoder_seq_length  # NeMo-Aligner asserts this when building the engine
     assert "{question}" in coreward.data.prompt_template
