@@ -19,7 +19,8 @@ from pathlib import Path
 from statistics import fmean, stdev
 from typing import Any
 
-from nemo_coreward.reward.alarm import AlarmConfig, AlarmResult, collapse_alarm, read_rows, series
+from nemo_coreward.io import atomic_write, read_jsonl
+from nemo_coreward.reward.alarm import AlarmConfig, AlarmResult, collapse_alarm, series
 
 HELDOUT_KEY = "heldout_accuracy"
 FIGSIZE = (10, 4)  # inches at 100 dpi; the legend sits right of the axes
@@ -113,7 +114,7 @@ def load_run(path: str | Path) -> Run:
     run_dir = Path(path)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: not a directory")
-    rows = read_rows(run_dir / "metrics.jsonl")
+    rows = read_jsonl(run_dir / "metrics.jsonl").rows
     eval_file = run_dir / "eval.json"
     evals = json.loads(eval_file.read_text(encoding="utf-8")) if eval_file.is_file() else {}
     if not rows and not evals:
@@ -308,5 +309,5 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path,
         md += ["", f"Not logged by any run: {', '.join(missing)}."]
     md += ["", "## Runs", ""] + [f"- `{run.path}`" for run in runs]
     page = out / "report.md"
-    page.write_text("\n".join(md) + "\n", encoding="utf-8")
+    atomic_write(page, "\n".join(md) + "\n")
     return page

@@ -38,16 +38,14 @@ Differences in absolute units (accuracies and ratios are in [0, 1]). Missing ser
 skipped: no majority ratio, or no series with enough points, means no alarm and a reason
 saying why. Pure function over plain numbers: both trainers call it after each step on
 their own metric rows (``AlarmWatch``) to stop early, and the report calls it on
-``metrics.jsonl`` (``read_rows``).
+``metrics.jsonl`` (read with ``nemo_coreward.io.read_jsonl``).
 """
 from __future__ import annotations
 
-import json
 import math
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 Series = list[tuple[int, float]]
 
@@ -142,29 +140,6 @@ class AlarmResult:
             f"{self.accuracy_peak:.3f} -> {self.accuracy_now:.3f} since step {self.peak_step} "
             f"while majority_ratio rose {self.majority_at_peak:.3f} -> {self.majority_now:.3f}"
         )
-
-
-def read_rows(path: Path) -> list[dict]:
-    """Metric rows from a JSONL file (none when it does not exist); an unterminated last
-    line (a run still writing, or killed mid-write) is skipped."""
-    if not path.is_file():
-        return []
-    text = path.read_text(encoding="utf-8")
-    lines = text.splitlines()
-    rows = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if lineno == len(lines) and not text.endswith("\n"):
-                break
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}:{lineno}: expected an object, got {type(row).__name__}")
-        rows.append(row)
-    return rows
 
 
 def series(rows: Sequence[Mapping[str, object]], key: str) -> Series:
