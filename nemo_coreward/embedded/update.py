@@ -23,7 +23,8 @@ feeds them. What it adds is how log-probabilities are computed cheaply and exact
   seq-mean-token-sum, or the official Co-Reward side-token-mean-sum, J_original +
   J_rephrased) is per-token weights computed once on the step's whole batch
   (``nemo_coreward.rl.token_weights``), so the accumulated gradient equals the full
-  batch's for any micro-batch size.
+  batch's for any micro-batch size and order. Prompts go into micro-batches in order of
+  their longest response, so each micro-batch is padded to similar widths.
 """
 from __future__ import annotations
 
@@ -87,16 +88,27 @@ def advantages_for(rewards: Tensor, group_keys: list, cfg: UpdateConfig) -> Tens
     return ADVANTAGES.get(cfg.advantage)(rewards, group_ids_from_keys(group_keys), eps=cfg.adv_eps)
 
 
-def _slices(num_prompts: int, per: int) -> list[tuple[int, int]]:
-    return [(q, min(q + per, num_prompts)) for q in range(0, num_prompts, per)]
+def micro_batches(r: Rollouts, per: int) -> list[Tensor]:
+    """Prompt indices of each micro-batch: ``per`` prompts at a time in order of their
+    longest response, so that responses are padded to similar widths (a micro-batch runs
+    as wide as its longest response). The aggregation's weights cover the whole batch,
+    so the order changes no gradient."""
+    q = r.prompt_ids.shape[0]
+    longest = r.response_mask.reshape(q, r.n, -1).sum(-1).amax(-1)
+    order = sorted(range(q), key=lambda i: (int(longest[i]), i))
+    return [torch.tensor(order[i:i + per]) for i in range(0, q, per)]
 
 
-def _micro(r: Rollouts, q0: int, q1: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    rows = slice(q0 * r.n, q1 * r.n)
+def _rows(prompts: Tensor, n: int) -> Tensor:
+    return (prompts[:, None] * n + torch.arange(n)).reshape(-1)
+
+
+def _micro(r: Rollouts, prompts: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    rows = _rows(prompts, r.n)
     rmask = r.response_mask[rows]
     used = rmask.any(0)
     width = int(used.nonzero().max()) + 1 if bool(used.any()) else 1
-    return (r.prompt_ids[q0:q1], r.prompt_mask[q0:q1], r.response_ids[rows, :width],
+    return (r.prompt_ids[prompts], r.prompt_mask[prompts], r.response_ids[rows, :width],
             rmask[:, :width])
 
 
@@ -105,9 +117,9 @@ def frozen_logprobs(model: Any, r: Rollouts, per: int,
                     autocast: Autocast = None) -> list[Tensor]:
     """No-grad log-probs per micro-batch (reference/teacher, or old policy)."""
     out = []
-    for q0, q1 in _slices(r.prompt_ids.shape[0], per):
+    for prompts in micro_batches(r, per):
         with autocast() if autocast else contextlib.nullcontext():
-            out.append(sequence_logprobs(model, *_micro(r, q0, q1), r.n,
+            out.append(sequence_logprobs(model, *_micro(r, prompts), r.n,
                                          temperature=r.temperature)[0])
     return out
 
@@ -128,7 +140,7 @@ def update_policy(fabric: Any, model: Any, optimizer: torch.optim.Optimizer, rol
     computed once on the whole batch (``token_weights``), so micro-batches add up to it.
     """
     per = cfg.micro_batch_prompts
-    slices = _slices(rollouts.prompt_ids.shape[0], per)
+    groups = micro_batches(rollouts, per)
     weights = token_weights(rollouts.response_mask, loss_cfg.agg, sides)
     tokens = rollouts.response_mask.sum().clamp(min=1)
     ref = None
@@ -140,9 +152,9 @@ def update_policy(fabric: Any, model: Any, optimizer: torch.optim.Optimizer, rol
     model.train()
     for _ in range(cfg.epochs):
         optimizer.zero_grad(set_to_none=True)
-        for i, (q0, q1) in enumerate(slices):
-            p_ids, p_mask, r_ids, r_mask = _micro(rollouts, q0, q1)
-            rows = slice(q0 * rollouts.n, q1 * rollouts.n)
+        for i, prompts in enumerate(groups):
+            p_ids, p_mask, r_ids, r_mask = _micro(rollouts, prompts)
+            rows = _rows(prompts, rollouts.n)
             logp, ent = sequence_logprobs(model, p_ids, p_mask, r_ids, r_mask, rollouts.n,
                                           temperature=rollouts.temperature,
                                           with_entropy=loss_cfg.entropy_coef != 0)
