@@ -7,7 +7,8 @@ This module imports nothing heavy (no torch) because the reward package shares i
 """
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 F = TypeVar("F", bound=Callable[..., object])
 

@@ -25,8 +25,9 @@ A comparison that times out counts as "not equivalent" and is reported in
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Hashable, Literal, Sequence
+from typing import Literal
 
 from nemo_coreward.answers.exact import canonical
 from nemo_coreward.answers.fingerprint import Fingerprint, clearly_different, fingerprint

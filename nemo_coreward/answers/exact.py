@@ -19,8 +19,8 @@ left to the engine). Sets are claimed equal only with constant elements.
 """
 from __future__ import annotations
 
+from collections.abc import Hashable
 from fractions import Fraction
-from typing import Hashable
 
 from nemo_coreward.answers.fingerprint import Unsupported, evaluate, parse_key
 
@@ -104,7 +104,8 @@ class Exact:
         if len(self.terms) != 1:
             return False
         (m, c), = self.terms.items()
-        return c == 1 and len(m) == 1 and m[0][1] == 1 and m[0][0] != "\\pi" and not m[0][0].startswith("√")
+        return (c == 1 and len(m) == 1 and m[0][1] == 1 and m[0][0] != "\\pi"
+                and not m[0][0].startswith("√"))
 
     def has_letters(self) -> bool:
         return any(name != "\\pi" and not name.startswith("√") for m in self.terms for name, _ in m)
@@ -165,7 +166,8 @@ def canonical(key: str) -> Hashable | None:
     if parsed is None:
         return None
     try:
-        values = [None if s else evaluate(x, _DOMAIN) for x, s in zip(parsed.elements, parsed.infinity)]
+        values = [None if s else evaluate(x, _DOMAIN)
+                  for x, s in zip(parsed.elements, parsed.infinity)]
     except (Unsupported, ZeroDivisionError):
         return None
     if any(v is not None and v.is_lone_variable() for v in values):

@@ -18,7 +18,7 @@ brace scan, no backtracking regular expression over the whole text.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 BOX_COMMANDS = ("\\boxed", "\\fbox")
 FALLBACKS = ("answer_is", "last_number")

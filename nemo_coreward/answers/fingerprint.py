@@ -103,7 +103,8 @@ class _Parser:
             elif tok == "/":
                 self.take()
                 value = value / self.unary()
-            elif tok is not None and (tok[0].isalnum() or tok in ("(", "{", "\\frac", "\\sqrt", "\\pi")):
+            elif tok is not None and (tok[0].isalnum()
+                                      or tok in ("(", "{", "\\frac", "\\sqrt", "\\pi")):
                 value = value * self.power()  # implicit product: 2x, x(y+1)
             else:
                 return value
@@ -297,8 +298,8 @@ def clearly_different(a: Fingerprint | None, b: Fingerprint | None) -> bool:
         return not _same(a.values[0], b.values[0])
     if a.brackets == "{}" or b.brackets == "{}":
         # Sets compare without order. A set of two or more distinct values is never one
-        # value, and {x} is x to math-verify; against a tuple or interval (math-verify equates {1, 2} with the open
-        # interval (1, 2)) the engine decides.
+        # value, and {x} is x to math-verify; against a tuple or interval (math-verify
+        # equates {1, 2} with the open interval (1, 2)) the engine decides.
         if a.brackets == b.brackets:
             return _some_unmatched(a, b) or _some_unmatched(b, a)
         one, other = (a, b) if a.brackets == "{}" else (b, a)

@@ -40,7 +40,8 @@ _NUM_SLASH = re.compile(rf"^({_INT})/({_INT})$")
 def _fix_frac_sqrt(s: str) -> str:
     s = _FRAC_SHORT.sub(r"\\frac{\1}{\2}", s)
     s = _FRAC_HALF.sub(
-        lambda m: f"\\frac{{{m.group(1)}}}" if m.group(1) else f"\\frac{{{m.group(2)}}}{{{m.group(3)}}}",
+        lambda m: (f"\\frac{{{m.group(1)}}}" if m.group(1)
+                   else f"\\frac{{{m.group(2)}}}{{{m.group(3)}}}"),
         s,
     )
     s = _SQRT_SHORT.sub(r"\\sqrt{\1}", s)
@@ -65,7 +66,8 @@ def numeric_value(key: str) -> Fraction | None:
 
 
 def _format_number(value: Fraction) -> str:
-    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+    return (str(value.numerator) if value.denominator == 1
+            else f"{value.numerator}/{value.denominator}")
 
 
 def normalize(answer: str) -> str:

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 MAX_SYMBOLIC_CHARS = 512  # longer answers are never parsed: compared by key only
 MAX_BATCH_BYTES = 32768  # below a pipe's buffer, so writing a batch never blocks

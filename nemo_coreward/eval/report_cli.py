@@ -35,8 +35,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    from nemo_coreward.reward.alarm import collapse_alarm
     from nemo_coreward.eval.report import load_run, write_report
+    from nemo_coreward.reward.alarm import collapse_alarm
 
     try:
         if args.smooth < 1:

@@ -12,8 +12,8 @@ extracts answers itself.
 """
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Hashable, Sequence
 
 from nemo_coreward.answers import Grader, extract_answer
 from nemo_coreward.answers.text import repair_text
@@ -72,7 +72,8 @@ def _index(rollouts: Sequence[Rollout], where: str) -> dict[GroupKey, list[int]]
         try:
             hash(r.pair_id)
         except TypeError:
-            raise ValueError(f"{where} rollout {i}: pair_id must be hashable, got {r.pair_id!r}") from None
+            raise ValueError(f"{where} rollout {i}: pair_id must be hashable, "
+                             f"got {r.pair_id!r}") from None
         groups.setdefault((r.pair_id, r.side), []).append(i)
     return groups
 

@@ -22,8 +22,8 @@ Definitions (groups are the rollouts of one side of one pair):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from statistics import fmean, pstdev
-from typing import Sequence
 
 from nemo_coreward.reward.graded import GradedBatch
 from nemo_coreward.reward.types import Score
@@ -68,7 +68,8 @@ def collapse_metrics(batch: GradedBatch, scores: Sequence[Score]) -> dict[str, f
             for p in multi
         ])
     if batch.label_class:
-        out["label_nonempty_rate"] = _mean([1.0 if c >= 0 else 0.0 for c in batch.label_class.values()])
+        out["label_nonempty_rate"] = _mean([1.0 if c >= 0 else 0.0
+                                            for c in batch.label_class.values()])
 
     known = [k for k in pol.groups if k[0] in batch.gt_class]
     if known:
@@ -87,7 +88,8 @@ def collapse_metrics(batch: GradedBatch, scores: Sequence[Score]) -> dict[str, f
                 1.0 if correct(batch.label_class[k], k[0]) else 0.0 for k in labelled
             ])
         if binary:
-            out["reward_accuracy"] = _mean([1.0 if (rewards[i] >= 0.5) == ok[i] else 0.0 for i in rows])
+            out["reward_accuracy"] = _mean([1.0 if (rewards[i] >= 0.5) == ok[i] else 0.0
+                                            for i in rows])
     if teacher.rollouts:
         t_vote = {key: teacher.vote([key])[0] for key in teacher.groups}
         out["teacher_majority_ratio"] = _mean([v.ratio for v in t_vote.values()])

@@ -10,8 +10,8 @@ rollout shape off the spec and never branches on a reward's name.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from nemo_coreward.registry import Registry
 from nemo_coreward.reward.graded import GradedBatch, GroupKey

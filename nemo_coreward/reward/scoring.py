@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from nemo_coreward.answers import FALLBACKS, MODES, Grader
 from nemo_coreward.reward.graded import grade
@@ -27,9 +27,11 @@ class RewardConfig:
 
     def __post_init__(self) -> None:
         if self.name not in REWARDS:
-            raise ValueError(f"reward.name: unknown reward {self.name!r}; valid: {', '.join(REWARDS.names())}")
+            raise ValueError(f"reward.name: unknown reward {self.name!r}; "
+                             f"valid: {', '.join(REWARDS.names())}")
         if self.equivalence not in MODES:
-            raise ValueError(f"reward.equivalence: unknown mode {self.equivalence!r}; valid: {', '.join(MODES)}")
+            raise ValueError(f"reward.equivalence: unknown mode {self.equivalence!r}; "
+                             f"valid: {', '.join(MODES)}")
         bad = [f for f in self.fallbacks if f not in FALLBACKS]
         if bad:
             raise ValueError(f"reward.fallbacks: unknown {bad[0]!r}; valid: {', '.join(FALLBACKS)}")

@@ -8,8 +8,8 @@ flat list of records and get back one ``Score`` per record, in order.
 """
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Hashable
 
 PairId = Hashable  # str or int as the caller gave it; returned unchanged
 

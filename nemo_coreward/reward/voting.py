@@ -7,8 +7,8 @@ the pool's order is the caller's rollout order, not a load-balanced batch order.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ verl's ``core_algos`` for groups of size >= 2.
 """
 from __future__ import annotations
 
-from typing import Callable, Hashable, NamedTuple, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor

@@ -30,14 +30,14 @@ multiplies the piece's loss by both counts to cancel them (``aligner/loss.py``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
 
-from nemo_coreward.rl.advantages import expand_to_tokens
 from nemo_coreward.registry import Registry
+from nemo_coreward.rl.advantages import expand_to_tokens
 
 AGGREGATIONS: Registry[Callable[[Tensor, Tensor], Tensor]] = Registry("loss aggregation")
 KL_PENALTIES: Registry[Callable[[Tensor, Tensor], Tensor]] = Registry("KL estimator")

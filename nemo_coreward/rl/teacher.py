@@ -12,13 +12,13 @@ local shards' state dicts).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Union
 
 import torch
 from torch import Tensor, nn
 
-Weights = Union[Mapping[str, Tensor], nn.Module]
+Weights = Mapping[str, Tensor] | nn.Module
 
 __all__ = ["TeacherConfig", "alpha_at", "ema_update_", "is_update_step"]
 

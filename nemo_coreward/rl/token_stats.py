@@ -13,7 +13,7 @@ paths (old/reference logprobs, the self-certainty and entropy rewards) stay boun
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

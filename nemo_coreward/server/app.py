@@ -54,7 +54,8 @@ def ensure_libpython_on_ld_path(environ: MutableMapping[str, str] = os.environ) 
     """
     libdir = sysconfig.get_config_var("LIBDIR")
     library = sysconfig.get_config_var("LDLIBRARY") or ""
-    if not libdir or not library.endswith(".so") or not os.path.isfile(os.path.join(libdir, library)):
+    if (not libdir or not library.endswith(".so")
+            or not os.path.isfile(os.path.join(libdir, library))):
         return None
     if os.path.realpath(libdir).rstrip("/") in _SYSTEM_LIBDIRS or \
             os.path.realpath(libdir).startswith("/usr/lib/"):

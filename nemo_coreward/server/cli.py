@@ -40,7 +40,8 @@ def main(argv: list[str]) -> int:
         for key, value in dataclasses.asdict(config).items():
             print(f"{key}: {value}")
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from nemo_coreward.server.app import serve
 
     return serve(config)

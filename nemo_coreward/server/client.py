@@ -28,8 +28,8 @@ from http.client import HTTPException
 from typing import Any
 
 from nemo_coreward.errors import UserError
-from nemo_coreward.reward import RewardConfig, Rollout, ScoredBatch, score_rollouts
 from nemo_coreward.retry import call_with_retries
+from nemo_coreward.reward import RewardConfig, Rollout, ScoredBatch, score_rollouts
 from nemo_coreward.server.protocol import (
     BAD_REQUEST,
     MODEL_NAME,
@@ -186,7 +186,8 @@ class RewardClient(_Scorer):
                                      on_retry=log_retry)
         except _Retryable as e:
             raise RewardServerError(f"reward server {self.url} failed {self.retries + 1} "
-                                    f"attempts (last error: {e.__cause__}); start `coreward serve` there or "
+                                    f"attempts (last error: {e.__cause__}); "
+                                    "start `coreward serve` there or "
                                     "point the client at a running server") from e.__cause__
 
     def _failed_attempt(self) -> None:

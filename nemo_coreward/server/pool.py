@@ -124,7 +124,8 @@ class ScoringPool:
         except FutureTimeout:
             future.cancel()
             raise PoolUnavailable(f"deadline of {timeout_s:g} s exceeded before the scores were "
-                                  "ready (the server is overloaded or the batch is too large)") from None
+                                  "ready (the server is overloaded or the batch is too large)"
+                                  ) from None
         except BrokenProcessPool:
             self._replace(executor)
             raise PoolUnavailable("a scoring worker died while grading this request") from None

@@ -229,7 +229,8 @@ def encode_request(
     return inputs, parameters
 
 
-def decode_response(outputs: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray]) -> ScoredBatch:
+def decode_response(outputs: Mapping[str, np.ndarray],
+                    inputs: Mapping[str, np.ndarray]) -> ScoredBatch:
     """Reply -> ``ScoredBatch``, checking every row is for the rollout sent in that place."""
     for spec in OUTPUTS:
         if spec.name not in outputs:
@@ -286,7 +287,8 @@ def _texts(name: str, column: np.ndarray, max_bytes: int) -> tuple[list[str], in
     out, repairs = [], 0
     for i, item in enumerate(column):
         if not isinstance(item, bytes):
-            raise ProtocolError(f"input {name!r} row {i}: expected bytes, got {type(item).__name__}")
+            raise ProtocolError(f"input {name!r} row {i}: expected bytes, "
+                                f"got {type(item).__name__}")
         if len(item) > max_bytes:
             raise ProtocolError(f"input {name!r} row {i}: {len(item)} bytes exceeds the limit of "
                                 f"{max_bytes} bytes")
@@ -307,7 +309,8 @@ def _config(parameters: Mapping[str, Any] | None) -> RewardConfig:
     params = dict(parameters or {})
     unknown = sorted(set(params) - set(PARAMETERS))
     if unknown:
-        raise ProtocolError(f"unknown request parameter {unknown[0]!r}; valid: {', '.join(PARAMETERS)}")
+        raise ProtocolError(f"unknown request parameter {unknown[0]!r}; "
+                            f"valid: {', '.join(PARAMETERS)}")
     kwargs: dict[str, Any] = {}
     for key in ("reward", "equivalence", "fallbacks"):
         if key in params and not isinstance(params[key], str):
@@ -356,7 +359,8 @@ def decode_request(
                             "extracts answers) and 'answer' (the client did)")
     n = len(_check_tensor("pair_id", inputs["pair_id"], None))
     if not 1 <= n <= limits.max_rollouts:
-        raise ProtocolError(f"request has {n} rollouts; the server accepts 1..{limits.max_rollouts}")
+        raise ProtocolError(f"request has {n} rollouts; "
+                            f"the server accepts 1..{limits.max_rollouts}")
     cols = {name: _check_tensor(name, arr, n) for name, arr in inputs.items()}
     config = _config(parameters)
 
@@ -372,7 +376,8 @@ def decode_request(
     roles = [int(r) for r in cols["role"]] if "role" in cols else [POLICY] * n
     for i, role in enumerate(roles):
         if role not in (POLICY, TEACHER):
-            raise ProtocolError(f"input 'role' row {i}: must be 0 (policy) or 1 (teacher), got {role}")
+            raise ProtocolError(f"input 'role' row {i}: must be 0 (policy) or 1 (teacher), "
+                                f"got {role}")
     truths: list[str | None] = [None] * n
     if "ground_truth" in cols:
         gts, repaired = _texts("ground_truth", cols["ground_truth"], limits.max_response_bytes)

@@ -81,7 +81,7 @@ for line in sys.stdin:
     while request.get("parse") == "hang":
         time.sleep(1)
     sys.stdout.write(json.dumps({"eq": request.get("parse") != "broken"}) + "\n"); sys.stdout.flush()
-"""
+"""  # noqa: E501 (a line of the raw-string child script above; wrapping would edit it)
 
 
 def test_probes_are_batched_and_a_hanging_answer_costs_only_itself():

@@ -68,7 +68,8 @@ def test_per_level_breakdown_in_results(tmp_path):
 
 
 def test_gsm8k_answers_after_hashes(tmp_path):
-    rows = [{"question": "Q1", "answer": "work\n#### 1,234"}, {"question": "Q2", "answer": "#### 7"}]
+    rows = [{"question": "Q1", "answer": "work\n#### 1,234"},
+            {"question": "Q2", "answer": "#### 7"}]
     records = get_benchmark("gsm8k").load(write_jsonl(tmp_path / "g.jsonl", rows))
     assert [r.answer for r in records] == ["1234", "7"]
 

@@ -29,7 +29,8 @@ def test_metrics_by_hand():
     # labels: a groups -> 2 (right), b groups -> 1 (wrong)
     assert m["pseudo_label_accuracy"] == 0.5
     assert m["answer_accuracy"] == pytest.approx(3 / 8)
-    # reward right about correctness: a: 1,1 | 1,0(empty, wrong, reward 0: right) ; b: all 1 but wrong
+    # reward right about correctness: a: 1,1 | 1,0(empty, wrong, reward 0: right) ;
+    # b: all 1 but wrong
     assert m["reward_accuracy"] == pytest.approx(4 / 8)
     assert m["self_majority_accuracy"] == 0.5
 

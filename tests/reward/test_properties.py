@@ -4,13 +4,15 @@ from hypothesis import strategies as st
 
 from nemo_coreward.reward import RewardConfig, Rollout, score_rollouts
 
-RESP = st.sampled_from([r"\boxed{1}", r"\boxed{2}", r"\boxed{\frac{1}{2}}", r"\boxed{0.5}", "none", r"\boxed{}"])
+RESP = st.sampled_from([r"\boxed{1}", r"\boxed{2}", r"\boxed{\frac{1}{2}}", r"\boxed{0.5}", "none",
+                        r"\boxed{}"])
 MODES = st.sampled_from(["exact", "normalized"])
 VOTING = st.sampled_from(["co_reward", "majority"])
 
 
 def batch(data, n_pairs, n):
-    return [Rollout(p, s, data.draw(RESP)) for p in range(n_pairs) for s in (0, 1) for _ in range(n)]
+    return [Rollout(p, s, data.draw(RESP))
+            for p in range(n_pairs) for s in (0, 1) for _ in range(n)]
 
 
 def _unpermute(scored, order):
@@ -21,7 +23,8 @@ def _unpermute(scored, order):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(1, 3), st.integers(1, 5), MODES, VOTING, st.randoms(use_true_random=False), st.data())
+@given(st.integers(1, 3), st.integers(1, 5), MODES, VOTING, st.randoms(use_true_random=False),
+       st.data())
 def test_reordering_groups_keeps_each_rollouts_reward(n_pairs, n, mode, name, rnd, data):
     rs = batch(data, n_pairs, n)
     blocks = [list(range(i, i + n)) for i in range(0, len(rs), n)]
@@ -33,7 +36,8 @@ def test_reordering_groups_keeps_each_rollouts_reward(n_pairs, n, mode, name, rn
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(1, 3), st.integers(1, 3), MODES, VOTING, st.randoms(use_true_random=False), st.data())
+@given(st.integers(1, 3), st.integers(1, 3), MODES, VOTING, st.randoms(use_true_random=False),
+       st.data())
 def test_permuting_within_groups_with_a_strict_majority(n_pairs, extra, mode, name, rnd, data):
     """Without a tie the label cannot depend on order, so rewards follow their rollouts."""
     rs = []

@@ -6,8 +6,14 @@ from dataclasses import replace
 
 import pytest
 
-from nemo_coreward.reward.alarm import (AlarmConfig, AlarmSection, AlarmWatch, collapse_alarm,
-                                      series, smoothed)
+from nemo_coreward.reward.alarm import (
+    AlarmConfig,
+    AlarmSection,
+    AlarmWatch,
+    collapse_alarm,
+    series,
+    smoothed,
+)
 
 # No smoothing, fire at once, the drop rule alone: hand-checkable.
 RAW = AlarmConfig(window=1, patience=1, rules=("drop",))
@@ -342,8 +348,8 @@ def test_noisy_learning_with_twins_does_not_fire_with_defaults():
     # Consensus, accuracy and twin agreement rise together (twins 0.2 below consensus),
     # each with +-0.1 noise per step: honest learning, seen through small batches.
     rng = random.Random(1)
+    base = [0.3 + 0.5 * i / 39 for i in range(40)]
     for _ in range(20):
-        base = [0.3 + 0.5 * i / 39 for i in range(40)]
         noisy = lambda shift: [b + shift + rng.uniform(-0.1, 0.1) for b in base]  # noqa: E731
         r = rows(majority_ratio=noisy(0), pseudo_label_accuracy=noisy(0),
                  twin_agreement=noisy(-0.2))

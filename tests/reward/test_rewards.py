@@ -110,7 +110,8 @@ def test_combined_votes_in_the_teacher_twin_group():
 
 
 def test_token_stat_rewards():
-    rs = [R("p", 0, 1, self_certainty=2.5, entropy=0.5), R("p", 0, 1, self_certainty=1.0, entropy=2.0)]
+    rs = [R("p", 0, 1, self_certainty=2.5, entropy=0.5),
+          R("p", 0, 1, self_certainty=1.0, entropy=2.0)]
     assert score_rollouts(rs, RewardConfig("self_certainty")).rewards == [2.5, 1.0]
     assert score_rollouts(rs, RewardConfig("entropy")).rewards == [-0.5, -2.0]
     with pytest.raises(ValueError, match="has no entropy"):

@@ -36,7 +36,8 @@ def make_step(pairs: int, n: int, seed: int, sides: int = 2, ground_truth: bool 
                     text = "I could not finish."
                 else:
                     key = truth if u < 0.6 else rng.choice(truths)
-                    text = f"Work for {tag}{p}/{side}. So the answer is \\boxed{{{rng.choice(FORMS[key])}}}."
+                    text = (f"Work for {tag}{p}/{side}. "
+                            f"So the answer is \\boxed{{{rng.choice(FORMS[key])}}}.")
                 out.append(Rollout(f"{tag}q{p}", side, text, truth if ground_truth else None))
     return out
 

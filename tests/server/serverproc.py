@@ -77,7 +77,8 @@ class ServerProcess:
                 return
             time.sleep(0.3)
         self.kill_group()
-        raise RuntimeError(f"server not ready after {ready_timeout_s} s; log: {self.log}\n{self.tail()}")
+        raise RuntimeError(f"server not ready after {ready_timeout_s} s; "
+                           f"log: {self.log}\n{self.tail()}")
 
     def tail(self, n: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""

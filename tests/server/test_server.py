@@ -69,7 +69,8 @@ def test_text_that_is_not_unicode_is_repaired_not_refused(server, send_answers):
 
 def test_grpc_and_float32_token_statistics(server):
     step = [Rollout(r.pair_id, r.side, r.response, r.ground_truth,
-                    self_certainty=float(np.float32(0.1 * i)), entropy=float(np.float32(2 - 0.05 * i)))
+                    self_certainty=float(np.float32(0.1 * i)),
+                    entropy=float(np.float32(2 - 0.05 * i)))
             for i, r in enumerate(make_step(pairs=3, n=4, seed=5))]
     with RewardClient(server.grpc_url, retries=1) as c:
         for name in ("self_certainty", "entropy", "co_reward"):
@@ -81,7 +82,8 @@ def test_async_requests_are_served_concurrently_and_correctly(client):
     steps = [make_step(pairs=8, n=8, seed=s, tag=f"s{s}-") for s in range(4)]
     futures = [client.score_async(s, RewardConfig("co_reward", "normalized")) for s in steps]
     for step, fut in zip(steps, futures):
-        assert_same(fut.result(timeout=120), score_rollouts(step, RewardConfig("co_reward", "normalized")))
+        assert_same(fut.result(timeout=120),
+                    score_rollouts(step, RewardConfig("co_reward", "normalized")))
 
 
 def test_health_endpoints_and_unbatched_model(server):
@@ -131,7 +133,8 @@ MALFORMED = {
     "bad role": (_replace(role=np.full((N, 1), 2, np.int8)), GOOD_PARAMS, "'role' row 0"),
     "unknown reward": (GOOD_INPUTS, {**GOOD_PARAMS, "reward": "nope"}, "unknown reward 'nope'"),
     "unknown parameter": (GOOD_INPUTS, {**GOOD_PARAMS, "rewrd": "x"}, "unknown request parameter"),
-    "teacher rows only": (_replace(role=np.ones((N, 1), np.int8)), GOOD_PARAMS, "teacher rows only"),
+    "teacher rows only": (_replace(role=np.ones((N, 1), np.int8)), GOOD_PARAMS,
+                          "teacher rows only"),
 }
 
 
@@ -150,7 +153,8 @@ def test_malformed_request_gets_an_error_and_the_server_keeps_serving(server, cl
 def test_invalid_utf8_is_repaired_and_counted(server):
     from pytriton.client import ModelClient
 
-    inputs = _replace(response=_rows([b"\\boxed{1}"] * 5 + [b"\xff\xfe \\boxed{\xff1}"] + [b"ok"] * (N - 6)))
+    inputs = _replace(response=_rows([b"\\boxed{1}"] * 5 + [b"\xff\xfe \\boxed{\xff1}"]
+                                     + [b"ok"] * (N - 6)))
     with ModelClient(server.http_url, MODEL_NAME, inference_timeout_s=60) as raw:
         out = raw.infer_sample(parameters=GOOD_PARAMS, **inputs)
     assert out["answer"][5, 0] == "\ufffd1".encode()
