@@ -173,7 +173,8 @@ def sample(
     stats = [torch.cat([p[k] for p in parts]).clone() if token_stats else None for k in (2, 3)]
     return Rollouts(prompt_ids=prompt_ids, prompt_mask=prompt_mask, response_ids=response_ids,
                     response_mask=response_mask, texts=texts, n=n,
-                    temperature=1.0 if greedy else cfg.temperature, self_certainty=stats[0], entropy=stats[1])
+                    temperature=1.0 if greedy else cfg.temperature,
+                    self_certainty=stats[0], entropy=stats[1])
 
 
 def _decode(model: Any, prompt_ids: Tensor, prompt_mask: Tensor, cfg: SamplingConfig, n: int,
