@@ -148,7 +148,8 @@ def main(cfg) -> None:
         raise ValueError("model.peft.peft_scheme: Co-rewarding-II needs full-parameter training "
                          "(its teacher averages the full weights)")
 
-    custom_trainer_state = retrieve_custom_trainer_state_dict(trainer) if trainer.ckpt_path else None
+    custom_trainer_state = (retrieve_custom_trainer_state_dict(trainer) if trainer.ckpt_path
+                            else None)
     init_distributed(trainer, actor, cfg.model.get("transformer_engine", False))
 
     dp_size = parallel_state.get_data_parallel_world_size()
@@ -172,8 +173,9 @@ def main(cfg) -> None:
     }
     collate = partial(twin_collate, response_length=grpo.length_params.max_length,
                       eos_id=actor.tokenizer.eos_id)
-    train_builder = partial(build_dataloader, cfg=cfg, dataset=datasets["train"], mbs=pairs_per_call,
-                            gbs=grpo.num_rollout_samples, collate_fn=collate, load_gbs=False)
+    train_builder = partial(build_dataloader, cfg=cfg, dataset=datasets["train"],
+                            mbs=pairs_per_call, gbs=grpo.num_rollout_samples, collate_fn=collate,
+                            load_gbs=False)
     val_builder = partial(build_dataloader, cfg=cfg, dataset=datasets["validation"],
                           mbs=val_pairs_per_call, gbs=grpo.num_val_samples, collate_fn=collate,
                           load_gbs=False, use_random_sampler=False)
@@ -194,7 +196,8 @@ def main(cfg) -> None:
     logger.log_hyperparams(OmegaConf.to_container(cfg))
 
     scorer = make_scorer(coreward.server.url if coreward.server.enable else None,
-                         **({"timeout_s": coreward.server.timeout_s, "retries": coreward.server.retries}
+                         **({"timeout_s": coreward.server.timeout_s,
+                             "retries": coreward.server.retries}
                             if coreward.server.enable else {}))
     router = RewardRouter(scorer, ParallelLayout.from_megatron())
     store = None

@@ -23,7 +23,8 @@ TP/PP, TensorRT-LLM generation and refit, Adam offload, reference log-probs):
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from megatron.core import parallel_state as mcore_parallel_state
@@ -57,7 +58,8 @@ def copy_twin_keys(batch: Mapping[str, Any], rollout: dict[str, Any]) -> dict[st
     device = rollout["response_tokens"].device
     for key in TWIN_KEYS:
         if key not in batch:
-            raise KeyError(f"rollout batch has no {key!r}: use nemo_coreward.aligner.data.twin_collate")
+            raise KeyError(f"rollout batch has no {key!r}: "
+                           "use nemo_coreward.aligner.data.twin_collate")
         rollout[key] = batch[key].to(device)
     return rollout
 
@@ -118,7 +120,8 @@ class MegatronGPTCoRewardActorModel(MegatronGPTReinforceActorModel):
                     needed |= {"response_tokens", "position_ids"}
                 if parallel_state.is_pipeline_last_stage():
                     needed |= set(LOSS_KEYS) & set(batch)
-            batch = {k: v.cuda(non_blocking=True) if k in needed else None for k, v in batch.items()}
+            batch = {k: v.cuda(non_blocking=True) if k in needed else None
+                     for k, v in batch.items()}
             parallel_logits = model(batch["response_tokens"], batch["position_ids"],
                                     batch["attention_mask"], labels=None)
 
@@ -173,10 +176,12 @@ class _ActorHooks:
         self.actor = actor
 
     def policy_state_to_cpu(self) -> dict[str, Any]:
-        return retrieve_model_state_dict_in_cpu(self.actor, megatron_amp_O2=self.actor.megatron_amp_O2)
+        return retrieve_model_state_dict_in_cpu(self.actor,
+                                                megatron_amp_O2=self.actor.megatron_amp_O2)
 
     def load_weights(self, state: Mapping[str, Any]) -> None:
-        swap_dict(self.actor, state, offload_onto_cpu=False, megatron_amp_O2=self.actor.megatron_amp_O2)
+        swap_dict(self.actor, state, offload_onto_cpu=False,
+                  megatron_amp_O2=self.actor.megatron_amp_O2)
 
     def refit_engine(self) -> None:
         if self.actor.use_trtllm_generation:

@@ -10,8 +10,9 @@ run in any environment.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 from nemo_coreward.reward import RewardConfig, reward_spec
 from nemo_coreward.reward.alarm import AlarmSection
@@ -107,7 +108,8 @@ class KLSection:
         if not (0 <= self.coef < math.inf):
             raise ValueError(f"coef must be finite and >= 0, got {self.coef!r}")
         if self.type not in KL_PENALTIES:
-            raise ValueError(f"type {self.type!r} unknown; valid: {', '.join(KL_PENALTIES.names())}")
+            raise ValueError(f"type {self.type!r} unknown; "
+                             f"valid: {', '.join(KL_PENALTIES.names())}")
 
     @property
     def needs_reference(self) -> bool:
@@ -223,7 +225,7 @@ class CoRewardConfig:
 
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any] | None, where: str = "coreward"
-                     ) -> "CoRewardConfig":
+                     ) -> CoRewardConfig:
         """Parse a plain mapping (``OmegaConf.to_container(cfg.coreward, resolve=True)``)."""
         section = dict(section or {})
         _check_keys(section, cls.SECTIONS, where)
@@ -277,7 +279,8 @@ class CoRewardConfig:
 
 
 def policy_sides(data: DataSection, reward_name: str) -> int:
-    """Sides per pair the policy rolls out under ``reward_name`` (``CoRewardConfig.policy_sides``)."""
+    """Sides per pair the policy rolls out under ``reward_name``
+    (``CoRewardConfig.policy_sides``)."""
     spec = reward_spec(reward_name)
     return sum(spec.policy_rolls_out(side) for side in range(data.num_sides))
 

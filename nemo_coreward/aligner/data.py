@@ -16,8 +16,9 @@ the same items.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -67,7 +68,8 @@ class TwinPromptDataset(torch.utils.data.Dataset):
                  max_prompt_length: int, data: DataSection, name: str = "train",
                  source: str = "<records>") -> None:
         if max_prompt_length < 1:
-            raise ValueError(f"{name} dataset: max_prompt_length must be >= 1, got {max_prompt_length}")
+            raise ValueError(f"{name} dataset: max_prompt_length must be >= 1, "
+                             f"got {max_prompt_length}")
         self.name = name
         self.max_prompt_length = max_prompt_length
         self.pairs: list[EncodedPair] = []
@@ -98,7 +100,7 @@ class TwinPromptDataset(torch.utils.data.Dataset):
 
     @classmethod
     def from_file(cls, path: str, tokenizer: Tokenizer, *, max_prompt_length: int,
-                  data: DataSection, name: str = "train") -> "TwinPromptDataset":
+                  data: DataSection, name: str = "train") -> TwinPromptDataset:
         """Read a JSONL or parquet file of paired records (``nemo_coreward.data``)."""
         return cls(load_records(path), tokenizer, max_prompt_length=max_prompt_length,
                    data=data, name=name, source=str(path))

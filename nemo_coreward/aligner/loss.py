@@ -20,7 +20,7 @@ current log-probs, detached, are the old policy: ratio 1, the clip never binds),
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor

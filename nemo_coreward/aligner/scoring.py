@@ -19,8 +19,9 @@ gloo in the CPU tests.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -111,7 +112,7 @@ class ParallelLayout:
     is_mp_src: bool
 
     @classmethod
-    def from_megatron(cls) -> "ParallelLayout":
+    def from_megatron(cls) -> ParallelLayout:
         from megatron.core import parallel_state as ps
 
         mp_group = ps.get_model_parallel_group()
@@ -121,7 +122,7 @@ class ParallelLayout:
                    is_mp_src=torch.distributed.get_rank() == src)
 
     @classmethod
-    def single(cls) -> "ParallelLayout":
+    def single(cls) -> ParallelLayout:
         """One process, no torch.distributed: everything local."""
         return cls(0, 1, None, None, 0, True)
 
@@ -165,7 +166,8 @@ class RewardRouter:
         per_shard, metrics = result
         out = torch.full((n,), float("nan"), dtype=torch.float32)
         for rows, rewards in per_shard:
-            out[torch.as_tensor(rows, dtype=torch.long)] = torch.as_tensor(rewards, dtype=torch.float32)
+            out[torch.as_tensor(rows, dtype=torch.long)] = torch.as_tensor(rewards,
+                                                                           dtype=torch.float32)
         if bool(torch.isnan(out).any()):
             missing = torch.nonzero(torch.isnan(out)).flatten()[:5].tolist()
             raise RuntimeError(f"no reward came back for rollout rows {missing}")
@@ -184,7 +186,8 @@ class RewardRouter:
                                                ground_truth)
         scored: ScoredBatch = self.scorer.score(rollouts, config, teacher_rollouts)
         if len(scored.scores) != len(rows):
-            raise RuntimeError(f"scorer returned {len(scored.scores)} scores for {len(rows)} rollouts")
+            raise RuntimeError(f"scorer returned {len(scored.scores)} scores "
+                               f"for {len(rows)} rollouts")
         return rows, [float(r) for r in scored.rewards], dict(scored.metrics)
 
 

@@ -5,11 +5,12 @@ What changes, and where (line numbers of ``nemo_aligner/algorithms/reinforce.py`
 - ``_run_inference`` (:248-338) is replaced: rollouts carry ``pair_id``/``side`` (the
   actor copies them), the teacher generates after the policy when the reward needs one,
   and the rewards are computed once ALL rollouts of the step exist, on the gathered batch,
-  then written into the global batch BEFORE ``compute_rollout_metrics`` (:338), so ``train_rollouts/rewards`` and the rollout table
-  show the real Co-Reward rewards. The reward's collapse metrics are logged with them
-  (``train_rollouts/coreward_*``). A duck-typed ``rm`` whose futures resolve late would
-  also work, but it would see one micro-batch at a time and need hidden shared state to
-  know when the last twin arrived; see docs/nemo-aligner.md.
+  then written into the global batch BEFORE ``compute_rollout_metrics`` (:338), so
+  ``train_rollouts/rewards`` and the rollout table show the real Co-Reward rewards. The
+  reward's collapse metrics are logged with them (``train_rollouts/coreward_*``). A
+  duck-typed ``rm`` whose futures resolve late would also work, but it would see one
+  micro-batch at a time and need hidden shared state to know when the last twin arrived;
+  see docs/nemo-aligner.md.
 - ``chunk`` (:102-116) is not used: it keeps the whole gathered batch on every DP rank, so
   every replica trained every row, in DP optimiser steps per rollout batch. Each rank takes
   its share of every optimiser step's rows (``aligner.shards``) after scoring; log-probs
@@ -61,8 +62,12 @@ from nemo_coreward.aligner.config import CoRewardConfig
 from nemo_coreward.aligner.data import select_sides
 from nemo_coreward.aligner.layout import round_up, seq_len_multiple
 from nemo_coreward.aligner.scoring import RewardRouter, response_decoder
-from nemo_coreward.aligner.shards import (loss_mask, optimizer_step_of_rows, shard_rows,
-                                          step_loss_weights)
+from nemo_coreward.aligner.shards import (
+    loss_mask,
+    optimizer_step_of_rows,
+    shard_rows,
+    step_loss_weights,
+)
 from nemo_coreward.aligner.teacher import TeacherStore
 from nemo_coreward.io import append_jsonl, read_jsonl, write_jsonl
 from nemo_coreward.reward import reward_spec
@@ -160,8 +165,8 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
         tokenizer = self.model.tokenizer
 
         def decoder(b):
-            return response_decoder(tokenizer, b["response_tokens"].cpu(), b["prompt_lengths"].cpu(),
-                                    b["response_lengths"].cpu())
+            return response_decoder(tokenizer, b["response_tokens"].cpu(),
+                                    b["prompt_lengths"].cpu(), b["response_lengths"].cpu())
 
         teacher_part = None
         if teacher is not None:
@@ -181,7 +186,8 @@ class CoRewardGRPOTrainer(ReinforceTrainer):
             batch["logprobs"] = self.model.get_inference_log_probs(batch["response_tokens"])
         if self.compute_init_policy_kl:
             with self.timer("init_logprobs"):
-                batch["init_logprobs"] = self.model.get_init_policy_logprobs(batch["response_tokens"])
+                batch["init_logprobs"] = self.model.get_init_policy_logprobs(
+                    batch["response_tokens"])
         return rows, batch
 
     # -- advantages -----------------------------------------------------------------------

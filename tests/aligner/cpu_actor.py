@@ -44,7 +44,8 @@ class TinyPolicy(torch.nn.Module):
 def fingerprint(state) -> float:
     """A fixed random linear functional of the weights: averaging weights averages it."""
     flat = torch.cat([v.detach().double().flatten() for v in state.values()])
-    probe = torch.randn(flat.numel(), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    probe = torch.randn(flat.numel(), generator=torch.Generator().manual_seed(1),
+                        dtype=torch.float64)
     return float(flat @ probe)
 
 

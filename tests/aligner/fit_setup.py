@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from omegaconf import OmegaConf

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from omegaconf import OmegaConf

@@ -5,7 +5,10 @@ import pytest
 import torch
 
 from nemo_coreward.aligner.advantages import (
-    consumed_after_step, reinforce_terms, rollout_group_ids, sequence_kl,
+    consumed_after_step,
+    reinforce_terms,
+    rollout_group_ids,
+    sequence_kl,
 )
 from nemo_coreward.aligner.config import DataSection
 from nemo_coreward.aligner.data import TwinPromptDataset, render_prompt, twin_collate

@@ -9,7 +9,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from nemo_coreward.aligner.config import (
-    CoRewardConfig, ConfigError, alias_grpo_sections, check_batch_layout, check_generation,
+    ConfigError,
+    CoRewardConfig,
+    alias_grpo_sections,
+    check_batch_layout,
+    check_generation,
     register_resolvers,
 )
 
@@ -21,8 +25,8 @@ OVERRIDES = [
     ["aligner/method=co_rewarding_ii", "trainer.grpo.max_steps=20"],
     ["aligner/method=co_rewarding_combined", "coreward.server.enable=true",
      "coreward.server.url=http://10.0.0.5:5590"],
-    ["coreward.advantage.estimator=dr_grpo", "coreward.kl.mode=reward", "coreward.loss.ppo_clip=true",
-     "model.global_batch_size=512"],
+    ["coreward.advantage.estimator=dr_grpo", "coreward.kl.mode=reward",
+     "coreward.loss.ppo_clip=true", "model.global_batch_size=512"],
 ]
 
 
@@ -35,8 +39,9 @@ def _compose(name: str, overrides: list[str]):
 
 
 def test_variants_are_the_documented_ones():
-    assert VARIANTS == ["gpt_grpo_coreward", "gpt_grpo_coreward_70b", "gpt_grpo_coreward_llama31_8b",
-                        "gpt_grpo_coreward_llama32_3b", "gpt_grpo_coreward_qwen25_7b"]
+    assert VARIANTS == ["gpt_grpo_coreward", "gpt_grpo_coreward_70b",
+                        "gpt_grpo_coreward_llama31_8b", "gpt_grpo_coreward_llama32_3b",
+                        "gpt_grpo_coreward_qwen25_7b"]
 
 
 @pytest.mark.parametrize("overrides", OVERRIDES, ids=lambda o: ",".join(o) or "plain")
@@ -77,7 +82,8 @@ def test_every_config_composes_parses_and_fits_its_layout(name, overrides):
 def test_paper_recipe_defaults():
     cfg = _compose("gpt_grpo_coreward", [])
     c = CoRewardConfig.from_mapping(OmegaConf.to_container(cfg.coreward))
-    assert (c.reward.name, c.kl.mode, c.kl.coef, c.kl.type) == ("co_reward", "loss", 0.005, "low_var_kl")
+    assert (c.reward.name, c.kl.mode, c.kl.coef, c.kl.type) == ("co_reward", "loss", 0.005,
+                                                                "low_var_kl")
     assert cfg.model.optim.lr == 3e-6 and cfg.model.grpo.sampling_params.temperature == 1.0
     assert cfg.model.grpo.length_params.max_length == 3072
     assert cfg.model.global_batch_size == 128 * 2 * 8  # one optimiser step per batch

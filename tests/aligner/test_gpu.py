@@ -48,7 +48,8 @@ def test_local_spec_gpt_logprobs_and_grpo_loss_backward(nccl_one_rank):
     mask = torch.tril(torch.ones(16, 16, device="cuda", dtype=torch.bool)).logical_not()[None, None]
     logits = model(tokens, position_ids, mask)
     logprobs = logits[:, :-1].float().log_softmax(-1).gather(-1, tokens[:, 1:, None]).squeeze(-1)
-    batch = {"mask": torch.ones_like(logprobs), "rewards_with_kl": torch.tensor([1., 0., 1., 0.], device="cuda"),
+    batch = {"mask": torch.ones_like(logprobs),
+             "rewards_with_kl": torch.tensor([1., 0., 1., 0.], device="cuda"),
              "baseline": torch.full((4,), 0.5, device="cuda"),
              "init_logprobs": logprobs.detach() - 0.1}
     loss, metrics = actor_loss(logprobs, batch, LossConfig(kl_coef=0.005))
@@ -60,8 +61,8 @@ def test_local_spec_gpt_logprobs_and_grpo_loss_backward(nccl_one_rank):
 
 def test_nccl_object_collectives_carry_rewards(nccl_one_rank):
     from nemo_coreward.aligner.scoring import ParallelLayout, RewardRouter
-    from nemo_coreward.server import LocalScorer
     from nemo_coreward.reward import RewardConfig
+    from nemo_coreward.server import LocalScorer
 
     router = RewardRouter(LocalScorer(), ParallelLayout.from_megatron())
     pairs = torch.tensor([0, 0, 1, 1])

@@ -23,18 +23,20 @@ def test_shell_syntax(path):
 @pytest.mark.parametrize("path", SBATCH, ids=lambda p: p.name)
 def test_sbatch_settings_are_variables_and_container_is_optional(path):
     text = path.read_text()
-    for name in ("CONTAINER", "VENV", "ACTOR_VENV", "NEMO_CKPT", "HF_MODEL_DIR", "TRAIN_DATA", "VAL_DATA",
-                 "RESULTS", "GPUS_PER_NODE", "SERVER_HTTP_PORT", "SERVER_WORKERS", "ACTOR_CMD", "TIME_LIMIT",
-                 "TIME_MARGIN"):
+    for name in ("CONTAINER", "VENV", "ACTOR_VENV", "NEMO_CKPT", "HF_MODEL_DIR", "TRAIN_DATA",
+                 "VAL_DATA", "RESULTS", "GPUS_PER_NODE", "SERVER_HTTP_PORT", "SERVER_WORKERS",
+                 "ACTOR_CMD", "TIME_LIMIT", "TIME_MARGIN"):
         assert re.search(rf"^{name}=\$\{{{name}:-", text, re.M), f"{name} is not a variable"
-    assert "--mpi=pmix" in text and "--container-image=" in text and "--no-container-mount-home" in text
+    assert ("--mpi=pmix" in text and "--container-image=" in text
+            and "--no-container-mount-home" in text)
     assert 'if [[ -n $CONTAINER ]]' in text  # empty container: run on the host
 
 
 @pytest.mark.parametrize("path", SCRIPTS[:3], ids=lambda p: p.name)
 def test_launchers_are_offline_and_run_preflight_first(path):
     text = path.read_text()
-    assert re.search(r"HF_HUB_OFFLINE[=:-]+1", text) and re.search(r"TRANSFORMERS_OFFLINE[=:-]+1", text)
+    assert (re.search(r"HF_HUB_OFFLINE[=:-]+1", text)
+            and re.search(r"TRANSFORMERS_OFFLINE[=:-]+1", text))
     preflight = text.index("preflight --config-name")
     launch = text.rindex("--mpi=pmix" if path.suffix == ".sbatch" else "mpirun")
     assert preflight < text.index("serve host=") < launch
@@ -67,7 +69,8 @@ def test_entry_script_compiles_and_uses_our_classes():
     py_compile.compile(str(path), doraise=True)
     text = path.read_text()
     for name in ("MegatronGPTCoRewardActorModel", "CoRewardGRPOTrainer", "TwinPromptDataset",
-                 "RewardRouter", 'resolve_and_create_trainer(cfg, "grpo")', 'config_path="../conf"'):
+                 "RewardRouter", 'resolve_and_create_trainer(cfg, "grpo")',
+                 'config_path="../conf"'):
         assert name in text
 
 
@@ -83,11 +86,15 @@ def test_entry_script_imports_with_the_real_nemo_aligner():
 
     cfg = OmegaConf.create({"model": {"encoder_seq_length": 4096,
                                       "grpo": {"length_params": {"max_length": 3072}}},
-                            "trainer": {"grpo": {"trt_llm": {"enable": True, "max_input_len": 512}}}})
+                            "trainer": {"grpo": {"trt_llm": {"enable": True,
+                                                             "max_input_len": 512}}}})
     assert module.prompt_budget(cfg) == 512
     cfg.trainer.grpo.trt_llm.enable = False
     assert module.prompt_budget(cfg) == 1024
+    from nemo_aligner.models.nlp.gpt.megatron_gpt_reinforce_actor import (
+        MegatronGPTReinforceActorModel,
+    )
+
     from nemo_coreward.aligner.actor import MegatronGPTCoRewardActorModel
-    from nemo_aligner.models.nlp.gpt.megatron_gpt_reinforce_actor import MegatronGPTReinforceActorModel
 
     assert issubclass(MegatronGPTCoRewardActorModel, MegatronGPTReinforceActorModel)

@@ -8,10 +8,18 @@ import torch
 
 from nemo_coreward.aligner.loss import LOSS_METRICS, actor_loss
 from nemo_coreward.aligner.scoring import (
-    ParallelLayout, RewardRouter, merge_shard_metrics, response_decoder, shard_pairs,
+    ParallelLayout,
+    RewardRouter,
+    merge_shard_metrics,
+    response_decoder,
+    shard_pairs,
 )
 from nemo_coreward.aligner.teacher import (
-    EngineWeights, TeacherRollouts, TeacherStore, averageable, teacher_from_state,
+    EngineWeights,
+    TeacherRollouts,
+    TeacherStore,
+    averageable,
+    teacher_from_state,
 )
 from nemo_coreward.reward import RewardConfig, score_rollouts
 from nemo_coreward.rl import LossConfig, TeacherConfig, kl_penalty

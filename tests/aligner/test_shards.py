@@ -40,7 +40,8 @@ def test_shard_rows_refuses_uneven_layouts():
 def test_truncated_responses_are_masked_or_kept():
     mask = torch.ones(3, 4)
     is_end = torch.tensor([True, False, True])
-    assert loss_mask(mask, is_end, "mask")[1].sum() == 0 and loss_mask(mask, is_end, "mask").sum() == 8
+    assert (loss_mask(mask, is_end, "mask")[1].sum() == 0
+            and loss_mask(mask, is_end, "mask").sum() == 8)
     assert torch.equal(loss_mask(mask, is_end, "keep"), mask)
     with pytest.raises(ValueError, match="valid: keep, mask"):
         loss_mask(mask, is_end, "drop")

@@ -20,7 +20,7 @@ from nemo_coreward.reward import RewardConfig, Rollout, score_rollouts  # noqa: 
 from nemo_coreward.rl import grpo_advantages  # noqa: E402
 
 from .cpu_actor import fingerprint  # noqa: E402
-from .fit_setup import N, PAIRS_PER_STEP, build, gloo_one_rank, patch_cuda_for_cpu  # noqa: E402
+from .fit_setup import PAIRS_PER_STEP, N, build, gloo_one_rank, patch_cuda_for_cpu  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -94,15 +94,17 @@ def test_teacher_generates_after_the_policy_with_averaged_weights_and_is_saved(
     first = calls.index("teacher_rollouts")
     assert calls[:first] == ["prepare_for_inference"] + ["infer"] * (2 * N)
     k = 2 * N  # two micro-batches of 2 pairs, N rollouts each
-    assert calls[first:first + 5 + k] == ["teacher_rollouts", "policy_to_cpu", "load_weights",
-                                          "refit_teacher"] + ["teacher_infer"] * k + ["load_weights"]
+    assert calls[first:first + 5 + k] == (["teacher_rollouts", "policy_to_cpu", "load_weights",
+                                           "refit_teacher"] + ["teacher_infer"] * k
+                                          + ["load_weights"])
     assert calls[first + 5 + k] == "init_logprobs"  # the KL reference is the teacher, after it
-    # refit 0: policy at prepare; refit 1: teacher = 0.5 teacher0 + 0.5 policy == policy (equal at start)
+    # refit 0: policy at prepare; refit 1: teacher = 0.5 teacher0 + 0.5 policy == policy
+    # (equal at start)
     assert actor.weights_at_refit[1] == pytest.approx(actor.weights_at_refit[0])
     # step 2: the policy moved, the teacher is halfway between its old self and the policy
     policy_step2 = actor.weights_at_refit[2]
-    assert actor.weights_at_refit[3] == pytest.approx(0.5 * actor.weights_at_refit[1] + 0.5 * policy_step2,
-                                                      rel=1e-5)
+    assert actor.weights_at_refit[3] == pytest.approx(
+        0.5 * actor.weights_at_refit[1] + 0.5 * policy_step2, rel=1e-5)
     assert fingerprint(teacher0) != pytest.approx(fingerprint(actor.teacher.state), rel=1e-6)
     assert actor.weights_at_refit[3] == pytest.approx(fingerprint(actor.teacher.state), rel=1e-9)
     store = TeacherStore(tmp_path / "teacher")

@@ -6,12 +6,10 @@ called. See ``tensorrt_llm/__init__.py`` for why these exist.
 """
 from __future__ import annotations
 
-
 import importlib.abc
 import importlib.machinery
 import sys
 import types
-
 
 _MESSAGE = ("tensorrt_llm is a test-only placeholder here (tests/aligner/_placeholders); "
             "TensorRT-LLM generation needs the NGC NeMo container")
