@@ -53,10 +53,11 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import fmean, stdev
-from typing import Any, Sequence
+from typing import Any
 
 from nemo_coreward.eval.benchmarks import pair_of, split_sides
 from nemo_coreward.io.atomic import atomic_write
@@ -350,7 +351,8 @@ def against_baseline(results: dict[int, dict[str, dict]], arm: str,
 # --- tables -------------------------------------------------------------------------------
 
 def _pct(value: Any) -> str:
-    return f"{100 * value:.1f}" if isinstance(value, (int, float)) and not math.isnan(value) else "–"
+    return (f"{100 * value:.1f}" if isinstance(value, (int, float)) and not math.isnan(value)
+            else "–")
 
 
 def _pm(stat: tuple[float, float] | None) -> str:

@@ -27,6 +27,7 @@ import time
 from collections import Counter
 
 from machine import describe
+
 from nemo_coreward.answers import extract_answer
 from nemo_coreward.reward import RewardConfig, Rollout, score_rollouts
 from nemo_coreward.reward.scoring import grader_for
@@ -39,7 +40,8 @@ def forms_of(kind: str, rng: random.Random) -> tuple[list[str], list[str]]:
     """(equivalent surface forms of one answer, wrong answers) for an answer kind."""
     if kind == "int":
         n = rng.randint(2, 999)
-        return [str(n), f"{n}.0", f"{n} \\text{{ cm}}", f" {n} ", f"x = {n}"], [str(n + 1), str(n - 1)]
+        return ([str(n), f"{n}.0", f"{n} \\text{{ cm}}", f" {n} ", f"x = {n}"],
+                [str(n + 1), str(n - 1)])
     if kind == "frac":
         a, b = rng.randint(1, 9), rng.choice([2, 4, 5, 8])
         while a % b == 0:
@@ -59,7 +61,8 @@ def forms_of(kind: str, rng: random.Random) -> tuple[list[str], list[str]]:
                 [f"({a}, {b})", f"[{a}, {b}]"])
     if kind == "sqrt":
         a = rng.choice([2, 3, 5, 6, 7])
-        return ([f"2\\sqrt{{{a}}}", f"\\sqrt{{{4 * a}}}", f"2 \\sqrt{a}"], [f"\\sqrt{{{a}}}", f"4\\sqrt{{{a}}}"])
+        return ([f"2\\sqrt{{{a}}}", f"\\sqrt{{{4 * a}}}", f"2 \\sqrt{a}"],
+                [f"\\sqrt{{{a}}}", f"4\\sqrt{{{a}}}"])
     raise ValueError(kind)
 
 
@@ -72,15 +75,16 @@ def symbolic_forms_of(kind: str, rng: random.Random) -> tuple[list[str], list[st
                 [f"(x-{a})(x+{b})", f"x^2+{a * b}", f"x^2+{a + b}x-{a * b}"])
     if kind == "radical":
         p = rng.choice([2, 3, 5, 6, 7])
-        return ([f"\\frac{{\\sqrt{{{p}}}}}{{{p}}}", f"\\frac{{1}}{{\\sqrt{{{p}}}}}", f"\\dfrac{{\\sqrt{p}}}{{{p}}}",
-                 f"\\frac{{{a}\\sqrt{{{p}}}}}{{{a * p}}}"],
+        return ([f"\\frac{{\\sqrt{{{p}}}}}{{{p}}}", f"\\frac{{1}}{{\\sqrt{{{p}}}}}",
+                 f"\\dfrac{{\\sqrt{p}}}{{{p}}}", f"\\frac{{{a}\\sqrt{{{p}}}}}{{{a * p}}}"],
                 [f"\\sqrt{{{p}}}", f"\\frac{{\\sqrt{{{p}}}}}{{2}}", f"{p}\\sqrt{{{p}}}"])
     if kind == "pi":
-        return ([f"\\frac{{{a}\\pi}}{{{b + 1}}}", f"\\frac{{{a}}}{{{b + 1}}}\\pi", f"{a}\\pi/{b + 1}",
-                 f"\\dfrac{{{a}}}{{{b + 1}}}\\pi"],
+        return ([f"\\frac{{{a}\\pi}}{{{b + 1}}}", f"\\frac{{{a}}}{{{b + 1}}}\\pi",
+                 f"{a}\\pi/{b + 1}", f"\\dfrac{{{a}}}{{{b + 1}}}\\pi"],
                 [f"\\frac{{{a + 1}\\pi}}{{{b + 1}}}", f"{a}\\pi", f"\\frac{{\\pi}}{{{b + 2}}}"])
     if kind == "tuple":
-        return ([f"({a}, -{b})", f"({a},-{b})", f"\\left({a}, -{b}\\right)", f"(\\frac{{{2 * a}}}{{2}}, -{b})"],
+        return ([f"({a}, -{b})", f"({a},-{b})", f"\\left({a}, -{b}\\right)",
+                 f"(\\frac{{{2 * a}}}{{2}}, -{b})"],
                 [f"(-{b}, {a})", f"({a}, {b})", f"({a}, -{b}, 0)"])
     if kind == "interval":
         return ([f"(-\\infty, {a}]", f"(-\\infty,{a}]", f"\\left(-\\infty, {a}\\right]"],
@@ -97,7 +101,8 @@ def symbolic_forms_of(kind: str, rng: random.Random) -> tuple[list[str], list[st
 
 
 KINDS = ["int"] * 10 + ["frac"] * 3 + ["decimal"] * 2 + ["expr"] * 2 + ["interval"] * 2 + ["sqrt"]
-SYMBOLIC_KINDS = ["poly"] * 3 + ["radical"] * 2 + ["pi"] * 2 + ["tuple", "interval", "set"] + ["fraction"] * 2
+SYMBOLIC_KINDS = (["poly"] * 3 + ["radical"] * 2 + ["pi"] * 2 + ["tuple", "interval", "set"]
+                  + ["fraction"] * 2)
 # Answers a sampling policy also writes: broken LaTeX, a division by zero, a tower of
 # exponents, deep parentheses, an answer far too long to parse.
 PATHOLOGICAL = ["x^{x^{x^{x^{x}}}}", "\\frac{1}{0}", "\\sqrt{", "}{", "((((((((((x))))))))))",
@@ -111,7 +116,8 @@ def reasoning(rng: random.Random, words: int) -> str:
                   f"an earlier guess \\boxed{{{rng.randint(0, 9)}}} is refined. "
 
 
-def make_step(pairs: int, rollouts: int, seed: int, words: int, mix: str = "plain") -> list[Rollout]:
+def make_step(pairs: int, rollouts: int, seed: int, words: int,
+              mix: str = "plain") -> list[Rollout]:
     """One step; the ``symbolic`` mix also writes a pathological answer in 2% of rollouts."""
     kinds, forms = MIXES[mix]
     rng = random.Random(seed)
@@ -214,7 +220,8 @@ def run_mix(mix: str, args: argparse.Namespace) -> bool:
         t, cpu = time.perf_counter(), cpu_seconds()
         scored = score_rollouts(step, RewardConfig("co_reward", mode))
         results[mode] = (time.perf_counter() - t, cpu_seconds() - cpu, scored)
-        print(f"ours  co_reward {mode:<11}: {results[mode][0]:7.3f} s wall, {results[mode][1]:6.2f} s CPU  "
+        print(f"ours  co_reward {mode:<11}: {results[mode][0]:7.3f} s wall, "
+              f"{results[mode][1]:6.2f} s CPU  "
               f"reward_mean={scored.metrics['reward_mean']:.3f}")
     print(f"      math-verify comparisons asked by ours: {judge.calls - calls_before}, "
           f"timeouts so far: {judge.timeouts}")
@@ -225,7 +232,8 @@ def run_mix(mix: str, args: argparse.Namespace) -> bool:
     naive_s = (time.perf_counter() - t) * len(step) / len(subset)
     naive_cpu = (cpu_seconds() - cpu) * len(step) / len(subset)
     scale = "" if subset is step else f" (measured on {len(subset)} responses, scaled)"
-    print(f"naive all-pairs math-verify            : {naive_s:7.3f} s wall, {naive_cpu:6.2f} s CPU{scale}")
+    print(f"naive all-pairs math-verify            : {naive_s:7.3f} s wall, "
+          f"{naive_cpu:6.2f} s CPU{scale}")
 
     ours_sub = score_rollouts(subset, RewardConfig("co_reward", "math_verify")).rewards
     mismatches = sum(a != b for a, b in zip(ours_sub, naive))

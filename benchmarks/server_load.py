@@ -34,6 +34,7 @@ import urllib.request
 from pathlib import Path
 
 from machine import cpu_model
+
 from nemo_coreward.reward import RewardConfig, Rollout, ScoredBatch, score_rollouts
 from nemo_coreward.server import RewardClient
 
@@ -51,7 +52,8 @@ def answer_forms(rng: random.Random) -> tuple[list[str], list[str]]:
         return [str(n), f"{n}.0", f"{n} \\text{{ cm}}", f"x = {n}"], [str(n + 1), str(n - 1)]
     if kind == "frac":
         a, b = rng.randint(1, 9), rng.choice([3, 7, 9])
-        return [f"\\frac{{{a}}}{{{b}}}", f"\\dfrac{{{a}}}{{{b}}}", f"{a}/{b}"], [f"\\frac{{{b}}}{{{a}}}"]
+        return ([f"\\frac{{{a}}}{{{b}}}", f"\\dfrac{{{a}}}{{{b}}}", f"{a}/{b}"],
+                [f"\\frac{{{b}}}{{{a}}}"])
     if kind == "decimal":
         v = rng.randint(11, 999) / 10
         return [f"{v}", f"{v}0"], [f"{v + 1}"]
@@ -245,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k:>24}: {v}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
-    print("target: server_overhead_s <= 0.1:", "PASS" if report["server_overhead_s"] <= 0.1 else "FAIL")
+    print("target: server_overhead_s <= 0.1:",
+          "PASS" if report["server_overhead_s"] <= 0.1 else "FAIL")
     return 0 if mismatches == 0 and len(lat) == args.clients * args.requests else 1
 
 

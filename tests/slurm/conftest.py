@@ -8,7 +8,6 @@ Also the tiny model the launch-script tests train.
 """
 from __future__ import annotations
 
-
 import pytest
 
 from .cluster import Cluster, install, reap_daemon_zombies, set_subreaper, why_unavailable
