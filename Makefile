@@ -30,6 +30,7 @@ aligner-env:
 	bash scripts/setup_aligner_env.sh
 
 test: $(STAMP) aligner-env
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 	.venv-aligner/bin/python -m pytest -q tests/aligner
 

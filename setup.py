@@ -21,7 +21,7 @@ EXTRAS = {
     # Installed by the NGC NeMo container; listed so `pip install .[aligner]` elsewhere
     # resolves the version the glue is written against.
     "aligner": ["nemo-aligner==0.7.0"],
-    "dev": ["pytest>=8", "hypothesis>=6.100", "ruff"],
+    "dev": ["pytest>=8", "hypothesis>=6.100", "ruff==0.17.6"],
 }
 
 setup(

@@ -12,9 +12,10 @@ work for every key and a test can compare the shipped keys with the schema.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -40,7 +41,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    """steps: optimiser steps (batches) in the run. log_every: progress/TensorBoard rows.
+    """steps: optimiser steps (batches) in the run.
     sample_every: write rollouts to samples.jsonl (0 = never) for ``sample_pairs`` pairs.
     checkpoint_every: write a checkpoint (0 = only at the end); keep_last: how many stay.
     export: save_pretrained the final policy into ``final/``."""
@@ -69,7 +70,7 @@ class TrainConfig:
     name: str = "run"
     seed: int = 0
     output_root: str = "runs"
-    run_dir: Optional[str] = None
+    run_dir: str | None = None
     resume: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -13,12 +13,10 @@ the rest from the next one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
-from nemo_coreward.data import PairRecord, load_records
-from nemo_coreward.data import synthetic
+from nemo_coreward.data import PairRecord, load_records, synthetic
 
 SOURCES = ("synthetic", "file")
 SIDES = ("all", "original")
@@ -51,7 +49,7 @@ class DataConfig:
     """
 
     source: str = "synthetic"
-    path: Optional[str] = None
+    path: str | None = None
     pairs_per_step: int = 8
     sides: str = "all"
     max_rephrasings: int = 1
@@ -78,7 +76,7 @@ class Prompt:
     pair_id: str
     side: int
     text: str
-    answer: Optional[str]
+    answer: str | None
 
 
 def load_pairs(cfg: DataConfig, seed: int) -> list[PairRecord]:

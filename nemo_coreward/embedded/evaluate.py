@@ -9,11 +9,10 @@ fallbacks and equivalence mode, so "accuracy" means what the reward means by "sa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from nemo_coreward.answers import extract_answer
-from nemo_coreward.data import PairRecord, load_records
-from nemo_coreward.data import synthetic
+from nemo_coreward.data import PairRecord, load_records, synthetic
 from nemo_coreward.embedded.data import DataConfig, Prompt
 from nemo_coreward.embedded.prompts import PromptConfig, render
 from nemo_coreward.embedded.rollout import Autocast, SamplingConfig, encode_prompts, sample
@@ -32,8 +31,8 @@ class EvalConfig:
     enabled: bool = True
     every: int = 0
     num_pairs: int = 32
-    path: Optional[str] = None
-    max_new_tokens: Optional[int] = None
+    path: str | None = None
+    max_new_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.num_pairs < 1:
@@ -62,7 +61,7 @@ def eval_prompts(records: list[PairRecord], max_rephrasings: int) -> list[Prompt
 
 def evaluate(model: Any, tokenizer: Any, prompts: list[Prompt], prompt_cfg: PromptConfig,
              sampling: SamplingConfig, equivalence: str, fallbacks: tuple[str, ...],
-             timeout_s: float, max_new_tokens: Optional[int], device: Any,
+             timeout_s: float, max_new_tokens: int | None, device: Any,
              autocast: Autocast = None) -> dict[str, float]:
     """accuracy, boxed_rate (a final answer was found) and twin_agreement (all sides of a
     pair gave equivalent non-empty answers), each over the held-out prompts/pairs."""

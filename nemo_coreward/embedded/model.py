@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -42,11 +42,11 @@ class ModelConfig:
     copies go (null = XDG cache).
     """
 
-    path: Optional[str] = None
+    path: str | None = None
     device: str = "auto"
     precision: str = "auto"
     threads: int = 2
-    cache_dir: Optional[str] = None
+    cache_dir: str | None = None
     gradient_checkpointing: bool = False
     attn_implementation: str = "sdpa"
 

@@ -7,8 +7,9 @@ transformers' warm-up starts at lr 0 for the first step (as verl's does); with
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 

@@ -14,7 +14,7 @@ the attention mask hides it and position ids count real tokens only
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -98,7 +98,7 @@ def last_positions(mask: Tensor, repeats: int = 1) -> Tensor:
 
 
 def continue_from(model: Any, cache: Any, ids: Tensor, attention_mask: Tensor,
-                  start: Tensor, logits_to_keep: Optional[int] = None) -> Any:
+                  start: Tensor, logits_to_keep: int | None = None) -> Any:
     """Feed ``ids`` (B, T) after a cache; ``start`` (B, 1) is the position id of the first
     of them; ``attention_mask`` covers the cache and ``ids``."""
     pos = start + torch.arange(ids.shape[1], device=ids.device)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-PAPER_SYSTEM = "Let's think step by step and output the final answer within \\boxed{}."
+from nemo_coreward.llm.prompts import PAPER_SYSTEM
 
 
 @dataclass(frozen=True)

@@ -24,18 +24,18 @@ prompt 1, ...). A response ends with its first EOS token, which is part of the r
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from nemo_coreward.embedded.prefix import (continue_from, last_positions, prefill, regroup,
-                                           trim_left)
+from nemo_coreward.embedded.prefix import continue_from, last_positions, prefill, regroup, trim_left
 from nemo_coreward.embedded.sampler import draw, uniforms, warp
 from nemo_coreward.rl import masked_sequence_mean, token_entropy, token_self_certainty
 
-Autocast = Optional[Callable[[], ContextManager]]
+Autocast = Callable[[], contextlib.AbstractContextManager] | None
 DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -84,8 +84,8 @@ class Rollouts:
     texts: list[str]
     n: int
     temperature: float = 1.0  # sampled from softmax(logits / temperature); the update's too
-    self_certainty: Optional[Tensor] = None  # (Q*n,) mean over response tokens
-    entropy: Optional[Tensor] = None  # (Q*n,)
+    self_certainty: Tensor | None = None  # (Q*n,) mean over response tokens
+    entropy: Tensor | None = None  # (Q*n,)
 
     @property
     def num_tokens(self) -> int:
@@ -134,9 +134,9 @@ def sample(
     prompt_mask: Tensor,
     cfg: SamplingConfig,
     *,
-    n: Optional[int] = None,
+    n: int | None = None,
     greedy: bool = False,
-    max_new_tokens: Optional[int] = None,
+    max_new_tokens: int | None = None,
     token_stats: bool = False,
     autocast: Autocast = None,
 ) -> Rollouts:

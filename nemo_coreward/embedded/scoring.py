@@ -8,12 +8,12 @@ reward's name.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 from nemo_coreward.embedded.data import Prompt
 from nemo_coreward.embedded.rollout import Rollouts
-from nemo_coreward.reward import REWARDS, RewardConfig, Rollout, ScoredBatch, score_rollouts
+from nemo_coreward.reward import REWARDS, RewardConfig, Rollout, ScoredBatch
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class RewardSection:
     equivalence: str = "exact"
     fallbacks: tuple[str, ...] = ()
     timeout_s: float = 1.0
-    server_url: Optional[str] = None
+    server_url: str | None = None
     server_timeout_s: float = 60.0
     server_retries: int = 2
 
@@ -64,20 +64,18 @@ def to_rollouts(prompts: Sequence[Prompt], rollouts: Rollouts) -> list[Rollout]:
 
 
 class Scorer:
-    """``score(policy, teacher)`` through the configured backend."""
+    """``score(policy, teacher)`` with this run's reward, through ``server.make_scorer``'s
+    backend: the reward server when ``server_url`` is set, in-process otherwise."""
 
     def __init__(self, section: RewardSection) -> None:
+        from nemo_coreward.server.client import make_scorer
+
         self.section = section
         self.config = section.reward_config()
-        self._client = None
-        if section.server_url:
-            from nemo_coreward.server.client import RewardClient
-
-            self._client = RewardClient(section.server_url, timeout_s=section.server_timeout_s,
-                                        retries=section.server_retries)
+        options = ({"timeout_s": section.server_timeout_s, "retries": section.server_retries}
+                   if section.server_url else {})
+        self._backend = make_scorer(section.server_url, **options)
 
     def score(self, policy: Sequence[Rollout],
-              teacher: Optional[Sequence[Rollout]] = None) -> ScoredBatch:
-        if self._client is not None:
-            return self._client.score(policy, self.config, teacher=teacher)
-        return score_rollouts(policy, self.config, teacher=teacher)
+              teacher: Sequence[Rollout] | None = None) -> ScoredBatch:
+        return self._backend.score(policy, self.config, teacher=teacher)

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 
@@ -32,8 +33,15 @@ from nemo_coreward.embedded.model import load_causal_lm, load_tokenizer, model_d
 from nemo_coreward.embedded.optim import build_optimizer, build_scheduler
 from nemo_coreward.embedded.rundir import RunLog, new_run_dir, read_metrics
 from nemo_coreward.embedded.scoring import Scorer
-from nemo_coreward.embedded.step import (SignalHold, Step, generation_dtype, make_generator,
-                                         refresh_samplers, timed)
+from nemo_coreward.embedded.step import (
+    SignalHold,
+    Step,
+    generation_dtype,
+    make_generator,
+    refresh_samplers,
+    timed,
+)
+from nemo_coreward.io import atomic_write
 from nemo_coreward.reward import reward_spec
 from nemo_coreward.reward.alarm import AlarmResult, AlarmWatch
 
@@ -57,8 +65,8 @@ class Session:
     policy: Any
     raw_policy: torch.nn.Module
     generator: torch.nn.Module
-    reference: Optional[torch.nn.Module]
-    teacher_sampler: Optional[torch.nn.Module]
+    reference: torch.nn.Module | None
+    teacher_sampler: torch.nn.Module | None
     teacher_moves: bool
     optimizer: torch.optim.Optimizer
     scheduler: Any
@@ -78,16 +86,16 @@ class TrainResult:
     run_dir: Path
     last_step: int
     metrics: dict
-    eval_before: Optional[dict]
-    eval_after: Optional[dict]
-    alarm: Optional[AlarmResult] = None
+    eval_before: dict | None
+    eval_after: dict | None
+    alarm: AlarmResult | None = None
     stopped_early: bool = False
 
 
 class Interrupted(KeyboardInterrupt):
     """Raised after an interrupted run has saved what it could; ``checkpoint`` may be None."""
 
-    def __init__(self, checkpoint: Optional[Path]) -> None:
+    def __init__(self, checkpoint: Path | None) -> None:
         super().__init__(f"interrupted; resume from {checkpoint}" if checkpoint else "interrupted")
         self.checkpoint = checkpoint
 
@@ -116,7 +124,7 @@ def setup(cfg: TrainConfig) -> Session:
     resume_from = checkpoint.latest_checkpoint(run_dir) if cfg.resume else None
     log = RunLog(run_dir)
     resolved = cfg if cfg.run_dir else _with_run_dir(cfg, run_dir)
-    (run_dir / "config.yaml").write_text(to_yaml(resolved), encoding="utf-8")
+    atomic_write(run_dir / "config.yaml", to_yaml(resolved))
 
     spec = reward_spec(cfg.reward.name)
     pairs = load_pairs(cfg.data, cfg.seed)
@@ -207,7 +215,7 @@ def _alarm_watch(s: Session) -> AlarmWatch:
 
 
 def _check_alarm(s: Session, watch: AlarmWatch, echo: Callable[[str], None],
-                 row: Optional[dict] = None) -> bool:
+                 row: dict | None = None) -> bool:
     """Re-check the alarm with ``row``; report a first firing (``alarm.json``); True when
     the run should stop."""
     fired = watch.observe(row)
@@ -219,7 +227,7 @@ def _check_alarm(s: Session, watch: AlarmWatch, echo: Callable[[str], None],
     return watch.stop
 
 
-def train(cfg: TrainConfig, on_step_end: Optional[Callable[[int, dict], None]] = None,
+def train(cfg: TrainConfig, on_step_end: Callable[[int, dict], None] | None = None,
           echo: Callable[[str], None] = print) -> TrainResult:
     """Run (or resume) a training run end to end; see the module docstring."""
     from tqdm.auto import tqdm
@@ -235,13 +243,13 @@ def train(cfg: TrainConfig, on_step_end: Optional[Callable[[int, dict], None]] =
         echo(f"held-out before: {_describe(s.evals['before'])}")
     metrics: dict = {}
     step = saved_at = s.start_step
-    current: Optional[Step] = None
+    current: Step | None = None
     hold = SignalHold()
     watch = _alarm_watch(s)
     stopped = _check_alarm(s, watch, echo)  # a rerun of a run the alarm stopped stays stopped
     bar = tqdm(total=cfg.train.steps, initial=s.start_step, desc="train", unit="step",
                disable=not cfg.train.progress or stopped, dynamic_ncols=True)
-    last_eval: Optional[dict] = None
+    last_eval: dict | None = None
     times: list[dict] = []
     try:
         for step in range(s.start_step + 1, 0 if stopped else cfg.train.steps + 1):

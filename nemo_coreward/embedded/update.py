@@ -30,15 +30,22 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from nemo_coreward.embedded.prefix import continue_from, last_positions, prefill, trim_left
 from nemo_coreward.embedded.rollout import Autocast, Rollouts
-from nemo_coreward.rl import (ADVANTAGES, LossConfig, compute_policy_loss, token_entropy,
-                              token_logprobs, token_weights)
+from nemo_coreward.rl import (
+    ADVANTAGES,
+    LossConfig,
+    compute_policy_loss,
+    token_entropy,
+    token_logprobs,
+    token_weights,
+)
+
 
 @dataclass(frozen=True)
 class UpdateConfig:
@@ -59,7 +66,7 @@ class UpdateConfig:
 
 def sequence_logprobs(model: Any, prompt_ids: Tensor, prompt_mask: Tensor, response_ids: Tensor,
                       response_mask: Tensor, n: int, *, temperature: float = 1.0,
-                      with_entropy: bool = False) -> tuple[Tensor, Optional[Tensor]]:
+                      with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
     """log p(response token t | prompt, response < t), (Q*n, R) from prompts (Q, P), of
     the distribution softmax(logits / temperature) the responses were sampled from.
 
@@ -132,7 +139,7 @@ _TOKEN_MEANS = ("clipfrac", "approx_kl", "ratio_mean")
 def update_policy(fabric: Any, model: Any, optimizer: torch.optim.Optimizer, rollouts: Rollouts,
                   advantages: Tensor, loss_cfg: LossConfig, cfg: UpdateConfig, grad_clip: float,
                   reference: Any = None, ref_autocast: Autocast = None,
-                  sides: Optional[Tensor] = None) -> dict[str, float]:
+                  sides: Tensor | None = None) -> dict[str, float]:
     """``cfg.epochs`` optimiser steps on one batch; returns averaged loss metrics.
 
     ``sides`` (Q*n,): each response's side (0 the original question, >= 1 a rephrasing),

@@ -7,8 +7,14 @@ import pytest
 from omegaconf import OmegaConf
 
 from nemo_coreward.embedded import cli
-from nemo_coreward.embedded.config import (CONF_DIR, ConfigError, TrainConfig, compose, load,
-                                           validate)
+from nemo_coreward.embedded.config import (
+    CONF_DIR,
+    ConfigError,
+    TrainConfig,
+    compose,
+    load,
+    validate,
+)
 from nemo_coreward.reward import REWARDS
 
 SHIPPED = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))

@@ -3,8 +3,12 @@ sampler is Hugging Face's distribution."""
 from __future__ import annotations
 
 import torch
-from transformers import (LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper,
-                          TopPLogitsWarper)
+from transformers import (
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from nemo_coreward.embedded.prefix import regroup, shared_columns
 from nemo_coreward.embedded.prompts import PromptConfig, render

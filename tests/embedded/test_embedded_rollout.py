@@ -5,8 +5,7 @@ import torch
 from transformers import GenerationConfig
 
 from nemo_coreward.embedded.prompts import PromptConfig, render
-from nemo_coreward.embedded.rollout import (SamplingConfig, _response_mask, encode_prompts,
-                                            sample)
+from nemo_coreward.embedded.rollout import SamplingConfig, _response_mask, encode_prompts, sample
 from nemo_coreward.embedded.update import sequence_logprobs
 from nemo_coreward.rl import masked_sequence_mean, token_entropy, token_self_certainty
 

@@ -278,7 +278,8 @@ def test_teacher_rollouts_sample_from_a_copy_that_follows_the_averaged_teacher(t
     assert next(s.teacher_sampler.parameters()).dtype == torch.bfloat16
     before = {k: v.clone() for k, v in s.teacher_sampler.state_dict().items()}
     Step(s, 1, SignalHold()).run()
-    Step(s, 2, SignalHold()).run()  # the policy moved at step 1: step 2's averaging moves the teacher
+    # the policy moved at step 1: step 2's averaging moves the teacher
+    Step(s, 2, SignalHold()).run()
     teacher = s.reference.state_dict()
     moved = False
     for key, value in s.teacher_sampler.state_dict().items():
