@@ -1,6 +1,9 @@
 """Shared stand-ins: a character tokenizer and scripted rollout batches."""
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import torch
 
 from nemo_coreward.reward import Rollout
@@ -57,3 +60,13 @@ def scripted_rows(num_pairs: int, num_rollouts: int, seed: int = 0) -> list[tupl
                 text = "no answer" if k == 3 else f"so \\boxed{{{pair % 3 + k}}}"
                 rows.append((pair, side, text))
     return rows
+
+
+def entry_script():
+    """examples/train_gpt_grpo_coreward.py as a module (it imports NeMo-Aligner: call this
+    only in .venv-aligner)."""
+    path = Path(__file__).resolve().parents[2] / "examples/train_gpt_grpo_coreward.py"
+    spec = importlib.util.spec_from_file_location("train_gpt_grpo_coreward", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

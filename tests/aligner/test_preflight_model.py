@@ -3,7 +3,6 @@ entry script's start-up refusals (one line, exit 2). Needs the real NeMo-Aligner
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -15,19 +14,11 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from nemo_coreward.aligner.model_features import apply_tokenizer_override  # noqa: E402
 from nemo_coreward.aligner.preflight import compose  # noqa: E402
+from tests.aligner.helpers import entry_script  # noqa: E402
 from tests.aligner.test_preflight_cli import LLAMA31_8B, QWEN25_7B, make_nemo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = sorted(p.stem for p in (ROOT / "conf").glob("gpt_grpo_coreward*.yaml"))
-
-
-def _entry_script():
-    spec = importlib.util.spec_from_file_location(
-        "train_gpt_grpo_coreward", ROOT / "examples/train_gpt_grpo_coreward.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _merged(name, overrides, nemo):
@@ -95,7 +86,7 @@ def test_entry_script_refuses_at_start(tmp_path, capsys, overrides, model, messa
         make_nemo(tmp_path / "m.nemo", model),
     )
     with pytest.raises(SystemExit) as stop:
-        _entry_script().check_model(cfg)
+        entry_script().check_model(cfg)
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("train_gpt_grpo_coreward: ") and message in err and err.count("\n") == 1

@@ -8,9 +8,7 @@ entry script hands ``init_using_ptl``). Needs the real NeMo (``.venv-aligner``).
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
@@ -24,18 +22,9 @@ from omegaconf import OmegaConf  # noqa: E402
 from nemo_coreward.aligner.config import CoRewardConfig, check_batch_layout  # noqa: E402
 from nemo_coreward.aligner.plan import lr_schedule  # noqa: E402
 from nemo_coreward.aligner.preflight import compose  # noqa: E402
+from tests.aligner.helpers import entry_script  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 MATH_TRAIN_PAIRS = 7500
-
-
-def _entry_script():
-    spec = importlib.util.spec_from_file_location(
-        "train_gpt_grpo_coreward", ROOT / "examples/train_gpt_grpo_coreward.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class _Model(MegatronBaseModel):
@@ -82,6 +71,7 @@ def _layout(cfg):
         model.global_batch_size,
         model.micro_batch_size,
         dp,
+        coreward.policy_sides,
     )
     return dp, rollouts
 
@@ -93,7 +83,7 @@ def _run_lrs(cfg, train_pairs):
     model_cfg.optim.name = "adam"  # distributed_fused_adam needs apex; the schedule does not
     for apex_only in ("bucket_cap_mb", "overlap_grad_sync", "contiguous_grad_buffer"):
         model_cfg.optim.pop(apex_only)
-    _entry_script().size_lr_schedule(
+    entry_script().size_lr_schedule(
         cfg, model_cfg, train_pairs=train_pairs, rollouts_per_step=rollouts
     )
     stand_in = torch.utils.data.DataLoader(
@@ -119,8 +109,10 @@ def _run_lrs(cfg, train_pairs):
         ("gpt_grpo_coreward_llama32_3b", ["aligner/precision=fp8"], 174),
         ("gpt_grpo_coreward", ["coreward.loss.ppo_clip=true", "model.global_batch_size=512"], 696),
         ("gpt_grpo_coreward_qwen25_7b", ["trainer.grpo.max_steps=40"], 40),
+        # the combined reward's policy rolls out one side: still one step per batch
+        ("gpt_grpo_coreward", ["aligner/method=co_rewarding_combined"], 174),
     ],
-    ids=["8b", "3b-fp8", "4-per-batch", "max-steps"],
+    ids=["8b", "3b-fp8", "4-per-batch", "max-steps", "combined"],
 )
 def test_lr_follows_the_intended_cosine_over_the_whole_run(name, overrides, optimizer_steps):
     cfg = compose(name, overrides)
