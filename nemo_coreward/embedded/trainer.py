@@ -120,18 +120,20 @@ def setup(cfg: TrainConfig) -> Session:
         torch.set_num_threads(cfg.model.threads)
     seed_everything(cfg.seed, verbose=False)
     fabric = _fabric(cfg)
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else new_run_dir(cfg.output_root, cfg.name)
-    resume_from = checkpoint.latest_checkpoint(run_dir) if cfg.resume else None
-    log = RunLog(run_dir)
-    resolved = cfg if cfg.run_dir else _with_run_dir(cfg, run_dir)
-    atomic_write(run_dir / "config.yaml", to_yaml(resolved))
-
     spec = reward_spec(cfg.reward.name)
     pairs = load_pairs(cfg.data, cfg.seed)
     check_twins(pairs, cfg.data, spec.needs_twins)
     path = model_dir(cfg.model)
     tokenizer = load_tokenizer(path)
     raw_policy = load_causal_lm(path, cfg.model)
+
+    # The run directory is made only once data and model have loaded: a bad data.path or
+    # model.path must not leave an empty run behind for `resume=true` to pick.
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else new_run_dir(cfg.output_root, cfg.name)
+    resume_from = checkpoint.latest_checkpoint(run_dir) if cfg.resume else None
+    log = RunLog(run_dir)
+    resolved = cfg if cfg.run_dir else _with_run_dir(cfg, run_dir)
+    atomic_write(run_dir / "config.yaml", to_yaml(resolved))
     reference = None
     if cfg.loss.kl_coef > 0 or spec.needs_teacher:
         reference = copy.deepcopy(raw_policy).eval().requires_grad_(False)

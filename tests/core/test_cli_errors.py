@@ -56,6 +56,8 @@ def test_user_error_ends_in_one_line_exit_2(tmp_path, args, env, names):
     assert "Traceback" not in proc.stderr
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"coreward {args[0]}: ") and names in lines[0]
+    if args[0] == "train":  # no empty run directory left for `resume=true` to pick
+        assert not list((tmp_path / "runs").glob("*"))
 
 
 def test_debug_shows_the_traceback(tmp_path):
