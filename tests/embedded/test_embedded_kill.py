@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
-import time
 
 import pytest
 
 from nemo_coreward.embedded.checkpoint import list_checkpoints
 from nemo_coreward.embedded.rundir import read_metrics
+from tests.embedded.trainproc import train_command, wait_for_rows
 
 
 @pytest.mark.slow
 def test_sigkill_with_a_torn_metrics_line_resumes(tiny_model_dir, tmp_path):
     run = tmp_path / "run"
-    args = [sys.executable, "-m", "nemo_coreward.cli", "train", "--config-name", "tiny",
-            f"model.path={tiny_model_dir}", f"run_dir={run}", "train.steps=500",
-            "train.checkpoint_every=1", "eval.enabled=false", "train.export=false"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and len(read_metrics(run)) < 3:
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.05)
+    proc = subprocess.Popen(train_command(tiny_model_dir, run, 500, 1),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for_rows(proc, run, 3, timeout_s=180, poll_s=0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     logged = len(read_metrics(run))
@@ -34,7 +28,7 @@ def test_sigkill_with_a_torn_metrics_line_resumes(tiny_model_dir, tmp_path):
         fh.write(f'{{"step": {logged + 1}, "reward_mean": 0.')
 
     steps = saved + 2
-    rerun = subprocess.run([*args[:-4], f"train.steps={steps}", *args[-3:]],
+    rerun = subprocess.run(train_command(tiny_model_dir, run, steps, 1),
                            capture_output=True, text=True, timeout=300, check=False)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "Traceback" not in rerun.stderr

@@ -156,17 +156,13 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tiny_model_dir, tmp_pa
     """scancel and SLURM time limits send SIGTERM: nothing finished may be lost."""
     import signal
     import subprocess
-    import sys
-    import time
+
+    from tests.embedded.trainproc import train_command, wait_for_rows
 
     run = tmp_path / "run"
-    args = [sys.executable, "-m", "nemo_coreward.cli", "train", "--config-name", "tiny",
-            f"model.path={tiny_model_dir}", f"run_dir={run}", "train.steps=40",
-            "train.checkpoint_every=0", "eval.enabled=false", "train.export=false"]
+    args = train_command(tiny_model_dir, run, 40, 0)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(read_metrics(run)) < 2:
-        time.sleep(0.2)
+    wait_for_rows(proc, run, 2, timeout_s=120, poll_s=0.2)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
