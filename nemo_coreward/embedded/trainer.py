@@ -41,6 +41,7 @@ from nemo_coreward.embedded.step import (
     refresh_samplers,
     timed,
 )
+from nemo_coreward.heap import keep_freed_memory
 from nemo_coreward.io import atomic_write
 from nemo_coreward.reward import reward_spec
 from nemo_coreward.reward.alarm import AlarmResult, AlarmWatch
@@ -116,6 +117,8 @@ def _fabric(cfg: TrainConfig) -> Any:
 def setup(cfg: TrainConfig) -> Session:
     from lightning_fabric.utilities.seed import seed_everything
 
+    if cfg.model.keep_heap:
+        keep_freed_memory()
     if cfg.model.threads:
         torch.set_num_threads(cfg.model.threads)
     seed_everything(cfg.seed, verbose=False)

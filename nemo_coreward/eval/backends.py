@@ -66,7 +66,8 @@ class LocalHFBackend:
     def from_path(cls, path: str | None, *, device: str = "auto", threads: int = 2,
                   cache_dir: str | None = None, **kwargs: Any) -> LocalHFBackend:
         """Load ``path`` (HF directory, ``.gguf`` file, or None for the bundled SmolLM2)
-        with the trainer's loader; bfloat16 weights on CUDA, float32 on CPU."""
+        with the trainer's loader; bfloat16 weights on CUDA, float32 on CPU, freed CPU
+        memory kept for reuse as in training (``nemo_coreward.heap``)."""
         import torch
 
         from nemo_coreward.embedded.model import (
@@ -75,11 +76,13 @@ class LocalHFBackend:
             load_tokenizer,
             model_dir,
         )
+        from nemo_coreward.heap import keep_freed_memory
 
         cfg = ModelConfig(path=path, device=device, threads=threads, cache_dir=cache_dir)
         if cfg.resolved_device() != "cpu":
             cfg = ModelConfig(path=path, device=device, threads=threads, cache_dir=cache_dir,
                               precision="bf16-true")
+        keep_freed_memory()
         if threads:
             torch.set_num_threads(threads)
         directory = model_dir(cfg)
