@@ -32,9 +32,9 @@ arm (mean and a band over seeds), and runs the collapse alarm per run.
     python benchmarks/label_free_cpu.py --seeds 0,1,2               # see Budget.minutes
     python benchmarks/label_free_cpu.py --stress --seeds 0,1,2      # harder, longer, hotter
 
-Budgets. ``quick``: a smoke run. ``full``: 12 steps x 8 pairs x 4 rollouts per side, the
-easy families (single-digit sums, doubling), where every trained arm learned visibly in 16
-steps before. ``stress``: sums and doublings of two-digit numbers (level 2, where the base
+Budgets. ``quick``: a smoke run. ``full``: 12 steps x 5 pairs x 4 rollouts per side, the
+easy families (single-digit sums, doubling), 32 held-out pairs, sized so that three seeds
+fit in two hours on a 2-core AVX2-only CPU in float32 (``--precision 32-true``). ``stress``: sums and doublings of two-digit numbers (level 2, where the base
 model's majority answer is rarely right), 24 steps at 3x the learning rate: the setting in
 which the paper expects self-consistency rewards to drift towards consistent wrong answers
 and twins to resist; the collapse alarm's verdict per run is part of the result.
@@ -54,10 +54,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from statistics import fmean, stdev
 from typing import Any
+
+from machine import describe
 
 from nemo_coreward.eval.benchmarks import pair_of, split_sides
 from nemo_coreward.io.atomic import atomic_write
@@ -89,14 +91,15 @@ class Budget:
     eval_k: int
     minutes: int
     lr: float | None = None
+    precision: str | None = None  # None: the trainer's auto (bf16-mixed on native-bf16 CPUs)
     families: tuple[str, ...] = ("add", "double")
     levels: tuple[int, ...] = (1,)
 
 
 QUICK = Budget("quick", steps=4, pairs_per_step=4, n=4, max_new_tokens=32, eval_pairs=32,
                eval_k=0, minutes=10)
-FULL = Budget("full", steps=12, pairs_per_step=8, n=4, max_new_tokens=40, eval_pairs=48,
-              eval_k=4, minutes=40)
+FULL = Budget("full", steps=12, pairs_per_step=5, n=4, max_new_tokens=40, eval_pairs=32,
+              eval_k=4, minutes=35)
 STRESS = Budget("stress", steps=24, pairs_per_step=8, n=4, max_new_tokens=40, eval_pairs=48,
                 eval_k=4, minutes=75, lr=3e-5, levels=(2,))
 BUDGETS = {b.name: b for b in (QUICK, FULL, STRESS)}
@@ -116,6 +119,7 @@ def train_command(reward: str, budget: Budget, seed: int, run_dir: Path,
             f"data.synthetic.families=[{','.join(budget.families)}]",
             f"data.synthetic.levels=[{','.join(map(str, budget.levels))}]",
             *([f"optim.lr={budget.lr}"] if budget.lr is not None else []),
+            *([f"model.precision={budget.precision}"] if budget.precision else []),
             "eval.enabled=false", "train.export=true", "train.checkpoint_every=0",
             "train.sample_every=0", "train.progress=false"]
 
@@ -406,11 +410,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
     p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {ARMS}")
     p.add_argument("--model", help="HF directory or .gguf (default: bundled SmolLM2-135M)")
+    p.add_argument("--precision", choices=("32-true", "bf16-mixed"),
+                   help="training precision (default: the trainer's auto); part of the "
+                        "budget, so results of another precision are not mixed in")
     args = p.parse_args(argv)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     budget = QUICK if args.quick else STRESS if args.stress else FULL
+    if args.precision:
+        budget = replace(budget, precision=args.precision)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
@@ -421,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--seeds: comma-separated integers, got {args.seeds!r}")
     out = Path(args.out) / budget.name
     out.mkdir(parents=True, exist_ok=True)
-    print(f"budget: {asdict(budget)}; seeds {seeds}; output: {out}", flush=True)
+    print(f"budget: {asdict(budget)}; seeds {seeds}; output: {out}\nmachine: {describe()}",
+          flush=True)
     started = time.monotonic()
     results = run_all(arms, seeds, budget, out, args.model)
     for by_arm in results.values():  # held-out points for the report's accuracy panel
@@ -448,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nthis invocation {elapsed / 60:.1f} min (expected {budget.minutes} min per seed on "
           f"2 idle cores); report: {out / 'report' / 'report.md'}")
     atomic_write(out / "results.json", json.dumps(
-        {"budget": asdict(budget), "seeds": seeds, "arms": arms,
+        {"budget": asdict(budget), "seeds": seeds, "arms": arms, "machine": describe(),
          "results": {str(s): r for s, r in results.items()}}, indent=1) + "\n")
     atomic_write(out / "results.md", text + "\n")
     return 0

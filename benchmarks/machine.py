@@ -16,6 +16,12 @@ def cpu_model() -> str:
     return "unknown CPU"
 
 
+ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
 def describe() -> str:
-    """CPU model, cores and the current load average."""
-    return f"{cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}"
+    """CPU model, cores, the current load average and the instruction-set limits in force
+    (how an AVX2-only CPU is emulated on a newer one)."""
+    limits = [f"{k}={os.environ[k]}" for k in ISA_LIMITS if k in os.environ]
+    return (f"{cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}"
+            + (f", {' '.join(limits)}" if limits else ""))

@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 def _load_script():
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # as when run: its sibling ``machine``
     spec = importlib.util.spec_from_file_location("label_free_cpu",
                                                   ROOT / "benchmarks" / "label_free_cpu.py")
     module = importlib.util.module_from_spec(spec)
