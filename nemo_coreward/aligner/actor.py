@@ -17,6 +17,11 @@ TP/PP, TensorRT-LLM generation and refit, Adam offload, reference log-probs):
   the scale makes the step's gradient that of the configured aggregate over its global
   batch. Context parallelism (which also multiplies the loss by its size) is not
   supported. Without a loss set, NeMo-Aligner's own REINFORCE loss runs.
+- ``infer`` without TensorRT-LLM samples through NeMo's own sampling loop with
+  ``compute_logprob`` on (``generate_with_logprobs``), so every rollout carries the
+  engine's log-probs of its tokens as ``generation_logprobs`` and the trainer logs their
+  gap to its own (``coreward_gen_logprob_mismatch``). Same tokens: the flag only adds a
+  log-softmax and a gather per generated token.
 - ``teacher_rollouts`` runs the Co-rewarding-II teacher pass (``aligner.teacher``): the
   teacher is the CPU state dict in ``init_policy_state_dict``, and the generation engine
   is refit with it and, before any later policy generation, with the policy again.
@@ -37,7 +42,10 @@ from nemo.collections.nlp.modules.common.megatron.utils import (
 from nemo.collections.nlp.parts.utils_funcs import get_last_rank
 from nemo_aligner.models.nlp.gpt.megatron_gpt_reinforce_actor import MegatronGPTReinforceActorModel
 from nemo_aligner.utils import parallel_state
-from nemo_aligner.utils.distributed import from_parallel_logits_to_logprobs
+from nemo_aligner.utils.distributed import (
+    broadcast_2d_tensor_within_pp,
+    from_parallel_logits_to_logprobs,
+)
 from nemo_aligner.utils.train_utils import set_sync_funcs
 from nemo_aligner.utils.utils import retrieve_model_state_dict_in_cpu, swap_dict
 
@@ -50,7 +58,8 @@ TWIN_KEYS = ("pair_id", "side")
 LOSS_KEYS = ("response_tokens", "baseline", "mask", "rewards_with_kl", "is_end",
              "loss_weights", "prev_logprobs", "init_logprobs")
 
-__all__ = ["MegatronGPTCoRewardActorModel", "copy_twin_keys"]
+__all__ = ["MegatronGPTCoRewardActorModel", "copy_twin_keys", "generate_with_logprobs",
+           "infer_keeping_logprobs"]
 
 
 def copy_twin_keys(batch: Mapping[str, Any], rollout: dict[str, Any]) -> dict[str, Any]:
@@ -64,6 +73,78 @@ def copy_twin_keys(batch: Mapping[str, Any], rollout: dict[str, Any]) -> dict[st
     return rollout
 
 
+def generate_with_logprobs(model: Any, inputs: Any, length_params: Mapping[str, Any],
+                           sampling_params: Mapping[str, Any], strategy: Any = None) -> Any:
+    """NeMo's sampling call with the per-token log-probs of what it samples.
+
+    Contract (NeMo 2.2.0 and 2.4.1, identical in ``text_generation_utils``):
+    ``MegatronGPTModel.generate`` ends in ``megatron_gpt_generate``, whose sampling path is
+    one call of ``text_generation_utils.generate`` with exactly the arguments below but
+    ``compute_logprob``. ``megatron_gpt_generate`` cannot be asked for log-probs itself: with
+    ``compute_logprob`` it scores the prompt greedily for one token instead of sampling.
+    With the flag, ``generate`` returns ``logprob`` (B, L - 1): column j is the log-softmax
+    at position j of token j + 1, over the full vocabulary at temperature 1, the same
+    alignment as the trainer's log-probs. The sampling is unchanged: the flag only makes
+    ``sample_sequence_batch`` keep the gathered logits and gather the chosen tokens'
+    log-probabilities. One caveat read there: the sampler scales and masks the last
+    position's logits in place after ``logits.float()``, which copies bf16/fp16 logits but
+    aliases fp32 ones, so with fp32 logits the later columns would be the tempered, top-k/p
+    masked distribution; ``MegatronGPTCoRewardActorModel`` asks only in bf16/fp16 runs.
+    Read in ``megatron_gpt_generate`` and ``sample_sequence_batch`` of both versions.
+    """
+    from nemo.collections.nlp.modules.common import text_generation_utils
+
+    return text_generation_utils.generate(
+        model,
+        inputs=inputs,
+        tokens_to_generate=length_params["max_length"],
+        all_probs=sampling_params["all_probs"],
+        compute_logprob=True,
+        temperature=sampling_params["temperature"],
+        add_BOS=sampling_params["add_BOS"],
+        top_k=sampling_params["top_k"],
+        top_p=sampling_params["top_p"],
+        greedy=sampling_params["use_greedy"],
+        repetition_penalty=sampling_params["repetition_penalty"],
+        end_strings=sampling_params["end_strings"],
+        min_tokens_to_generate=length_params["min_length"],
+        **({} if strategy is None else {"strategy": strategy}),
+    )
+
+
+def infer_keeping_logprobs(actor: Any, infer: Any) -> dict[str, Any]:
+    """``infer()`` (NeMo-Aligner's ``MegatronGPTReinforceActorModel.infer`` on ``actor``)
+    sampling through ``generate_with_logprobs``; its rollout gains ``generation_logprobs``
+    (B, L - 1) float32, broadcast within the pipeline like the tokens.
+
+    Contract (NeMo-Aligner 0.7.0): that ``infer`` calls ``self.generate(inputs=,
+    length_params=, sampling_params=, strategy=)`` once and reads only ``token_ids`` of its
+    output; an instance attribute shadows the method for that one call.
+    """
+    kept: dict[str, Any] = {}
+
+    def generate(inputs, length_params, sampling_params=None, *, strategy=None):
+        output = generate_with_logprobs(actor, inputs, length_params, sampling_params, strategy)
+        kept["logprob"] = output["logprob"] if output else None
+        return output
+
+    actor.generate = generate
+    try:
+        rollout = infer()
+    finally:
+        del actor.generate
+    logprob = kept.get("logprob")
+    rollout["generation_logprobs"] = broadcast_2d_tensor_within_pp(
+        None if logprob is None else logprob.float(), dtype=torch.float32)
+    return rollout
+
+
+def low_precision_logits(precision: Any) -> bool:
+    """Whether a Lightning precision setting runs the model in bf16/fp16 (see
+    ``generate_with_logprobs``: only then are NeMo's generation log-probs untempered)."""
+    return str(precision).split("-")[0] in ("bf16", "16", "fp16")
+
+
 class MegatronGPTCoRewardActorModel(MegatronGPTReinforceActorModel):
     """See the module docstring. ``coreward_loss`` and ``teacher`` are set by the entry
     script after the model is restored (they are not part of the .nemo config)."""
@@ -73,6 +154,8 @@ class MegatronGPTCoRewardActorModel(MegatronGPTReinforceActorModel):
         self.coreward_loss: LossConfig | None = None
         self.teacher: TeacherRollouts | None = None
         self.engine_weights = EngineWeights()
+        # The engine's log-probs ride in the rollouts (the mismatch metric); see infer.
+        self.generation_logprobs = True
 
     # -- configuration --------------------------------------------------------------------
     def set_coreward_loss(self, loss: LossConfig | None) -> None:
@@ -95,7 +178,12 @@ class MegatronGPTCoRewardActorModel(MegatronGPTReinforceActorModel):
             self.engine_weights.mark(None)
             self.trtllm_generate.refit(self.model)
             self.engine_weights.mark("policy")
-        return copy_twin_keys(inference_batch, super().infer(inference_batch))
+        if (self.use_trtllm_generation or not self.generation_logprobs
+                or not low_precision_logits(self.trainer.precision)):
+            return copy_twin_keys(inference_batch, super().infer(inference_batch))
+        rollout = infer_keeping_logprobs(
+            self, lambda: super(MegatronGPTCoRewardActorModel, self).infer(inference_batch))
+        return copy_twin_keys(inference_batch, rollout)
 
     @torch.no_grad()
     def teacher_rollouts(self, batches: Sequence[Mapping[str, Any]], num_rollouts: int,
