@@ -35,8 +35,9 @@ arm (mean and a band over seeds), and runs the collapse alarm per run.
 Budgets. ``quick``: a smoke run. ``full``: 12 steps x 5 pairs x 4 rollouts per side, the
 easy families (single-digit sums, doubling), 32 held-out pairs, sized so that three seeds
 fit in two hours on a 2-core AVX2-only CPU in float32 (``--precision 32-true``).
-``stress``: sums and doublings of two-digit numbers (level 2, where the base model's majority answer is rarely right), 24 steps at 3x the learning rate: the setting in
-which the paper expects self-consistency rewards to drift towards consistent wrong answers
+``stress``: sums and doublings of two-digit numbers (level 2, where the base model's
+majority answer is rarely right), 24 steps at 3x the learning rate: the setting in which
+the paper expects self-consistency rewards to drift towards consistent wrong answers
 and twins to resist; the collapse alarm's verdict per run is part of the result.
 
 Resumable at arm granularity: each finished (seed, arm) leaves ``seed<s>/done/<arm>.json``,
