@@ -61,7 +61,13 @@ from nemo_coreward.aligner.model_features import (
     check_trt_llm_features,
     hf_config_of,
 )
-from nemo_coreward.aligner.plan import PlanError, Schedule, lr_schedule, sequence_layout_of
+from nemo_coreward.aligner.plan import (
+    PlanError,
+    Schedule,
+    lr_schedule,
+    prompt_budget,
+    sequence_layout_of,
+)
 from nemo_coreward.aligner.scoring import ParallelLayout, RewardRouter
 from nemo_coreward.aligner.teacher import TeacherRollouts, TeacherStore, teacher_from_state
 from nemo_coreward.aligner.trainer import CoRewardGRPOTrainer
@@ -69,14 +75,6 @@ from nemo_coreward.server import make_scorer
 
 register_resolvers()
 mp.set_start_method("spawn", force=True)
-
-
-def prompt_budget(cfg) -> int:
-    """Tokens one prompt may use: the sequence minus the generation, and TRT-LLM's input cap."""
-    budget = cfg.model.encoder_seq_length - cfg.model.grpo.length_params.max_length
-    if cfg.trainer.grpo.trt_llm.enable:
-        budget = min(budget, cfg.trainer.grpo.trt_llm.max_input_len)
-    return budget
 
 
 def size_lr_schedule(cfg, model_cfg, *, train_pairs: int, rollouts_per_step: int) -> Schedule:

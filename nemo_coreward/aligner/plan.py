@@ -50,6 +50,7 @@ __all__ = [
     "optimizer_steps_per_rollout_batch",
     "parse_nemo_duration",
     "parse_slurm_time",
+    "prompt_budget",
     "scheduler_max_steps",
     "sequence_layout",
     "sequence_layout_of",
@@ -199,6 +200,16 @@ def cosine_lr(step: int, *, lr: float, min_lr: float, warmup_steps: int, max_ste
 
 
 # -- sequence layout -------------------------------------------------------------------------
+def prompt_budget(cfg: Any) -> int:
+    """Tokens one prompt may use: the sequence minus the generation, and TRT-LLM's input
+    cap. The entry script drops (or refuses) pairs with a longer side with this budget, and
+    preflight counts the training pairs the same way."""
+    budget = int(cfg.model.encoder_seq_length) - int(cfg.model.grpo.length_params.max_length)
+    if cfg.trainer.grpo.trt_llm.enable:
+        budget = min(budget, int(cfg.trainer.grpo.trt_llm.max_input_len))
+    return budget
+
+
 def sequence_layout(
     *,
     encoder_seq_length: int,

@@ -96,7 +96,30 @@ def compose(config_name: str, overrides: list[str], config_dir: Path = CONF_DIR)
     return cfg
 
 
-def _count_train_pairs(cfg: Any, given: int | None) -> tuple[int, str]:
+class _HFTextToIds:
+    """A local Hugging Face tokenizer with the one method ``TwinPromptDataset`` calls.
+
+    Contract relied on (NeMo 2.2 ``AutoTokenizer.text_to_ids``): the actor's tokenizer
+    encodes a prompt as ``tokens_to_ids(text_to_tokens(text))``, i.e. the HF tokenizer's
+    ``tokenize`` then ``convert_tokens_to_ids``, without special tokens; done the same way
+    here, preflight drops exactly the pairs the entry script drops.
+    """
+
+    def __init__(self, directory: str) -> None:
+        from transformers import AutoTokenizer
+
+        self._tok = AutoTokenizer.from_pretrained(directory)
+
+    def text_to_ids(self, text: str) -> list[int]:
+        return self._tok.convert_tokens_to_ids(self._tok.tokenize(text))
+
+
+def _count_train_pairs(
+    cfg: Any, given: int | None, coreward: CoRewardConfig, hf_tokenizer: str | None
+) -> tuple[int, str]:
+    """Training pairs the run will iterate over: ``--train-pairs``, or the records file
+    tokenised as the entry script does (pairs with a side over the prompt budget dropped)
+    when the tokenizer is a local Hugging Face directory, or else the records counted."""
     if given is not None:
         return given, "--train-pairs"
     path = cfg.model.data.data_prefix.get("train")
@@ -107,9 +130,23 @@ def _count_train_pairs(cfg: Any, given: int | None) -> tuple[int, str]:
         )
     from nemo_coreward.data.records import load_records
 
-    return len(
-        load_records(path)
-    ), f"{path} (records; pairs over the prompt budget are dropped at start)"
+    records = load_records(path)
+    if hf_tokenizer is None:
+        return len(records), (
+            f"{path} (records; pairs over the prompt budget, dropped at start, are not "
+            "counted: pass --nemo or a local model.tokenizer.type)"
+        )
+    from nemo_coreward.aligner.data import TwinPromptDataset
+
+    budget = P.prompt_budget(cfg)
+    dataset = TwinPromptDataset(
+        records, _HFTextToIds(hf_tokenizer), max_prompt_length=budget,
+        data=coreward.data, source=str(path),
+    )
+    return len(dataset), (
+        f"{path} ({len(records)} records, {len(dataset.dropped)} with a side over the "
+        f"prompt budget of {budget} tokens dropped)"
+    )
 
 
 def _slurm_time_limit() -> str | None:
@@ -169,10 +206,6 @@ def build_plan(
             f"trainer.grpo.val_check_interval ({val}) (NeMo-Aligner asserts it)"
         )
 
-    pairs, source = _count_train_pairs(cfg, train_pairs)
-    schedule = P.lr_schedule(cfg, train_pairs=pairs, rollouts_per_step=rollouts)
-    multiple, padded = P.sequence_layout_of(cfg)
-
     explicit_tokenizer = (
         model.get("tokenizer") is not None and model.tokenizer.get("type") is not None
     )
@@ -183,6 +216,15 @@ def build_plan(
     )
     tokenizer = check_local_tokenizer(effective.get("tokenizer")) if effective is not None else None
     hf_config = hf_config_of(tokenizer)
+    hf_tokenizer = (
+        tokenizer
+        if effective is not None
+        and (effective.get("tokenizer") or {}).get("library") == "huggingface"
+        else None
+    )
+    pairs, source = _count_train_pairs(cfg, train_pairs, coreward, hf_tokenizer)
+    schedule = P.lr_schedule(cfg, train_pairs=pairs, rollouts_per_step=rollouts)
+    multiple, padded = P.sequence_layout_of(cfg)
     if nemo_cfg is not None:
         check_trt_llm_features(effective, trt)
         check_rope_scaling(effective, hf_config)

@@ -506,3 +506,27 @@ def test_slurm_time_forms(text, seconds):
 def test_nemo_duration_round_trips_what_nemo_aligners_timer_parses():
     assert P.nemo_duration(95400 + 7) == "01:02:30:07"
     assert P.parse_nemo_duration("01:02:30:07") == 95407
+
+
+def test_pairs_over_the_prompt_budget_are_not_counted(capsys, tmp_path, tokenizer_dir):
+    """With a local tokenizer, preflight tokenises the records as the entry script does and
+    counts only the pairs it keeps: the schedule is sized from the pairs the run sees."""
+    import shutil
+
+    hf = tmp_path / "Llama-3.1-8B-Instruct"
+    shutil.copytree(tokenizer_dir, hf)
+    config = {**HF_CONFIG_OF["gpt_grpo_coreward_llama31_8b"], "model_type": "llama",
+              "rope_theta": 500000.0}  # what AutoTokenizer reads of a real config.json
+    (hf / "config.json").write_text(json.dumps(config))
+    records = [{"id": f"q{i}", "question": f"What is {i}+1?", "rephrasings": [f"Add one to {i}."]}
+               for i in range(899)]
+    records.insert(5, {"id": "long", "question": "one " * 5000, "rephrasings": ["Short."]})
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in records))
+    common = ["--config-name", "gpt_grpo_coreward_llama31_8b",
+              f"model.data.data_prefix.train={train}"]
+    counted = plan_json(capsys, *common)
+    assert counted["train_pairs"] == 900
+    kept = plan_json(capsys, *common, f"model.tokenizer.type={hf}")
+    assert kept["train_pairs"] == 899
+    assert "1 with a side over the prompt budget" in kept["train_pairs_source"]
