@@ -78,7 +78,7 @@ def _ours(a: argparse.Namespace, out: Path) -> dict:
         f"data.pairs_per_step={a.pairs}", f"rollout.n={a.n}",
         f"rollout.temperature={a.temperature}",
         f"rollout.max_new_tokens={a.max_new_tokens}", f"model.precision={a.precision}",
-        f"model.threads={a.threads}", f"loss.kl_coef={a.kl}", f"train.steps={a.steps}",
+        f"model.threads={a.threads}", f"kl.coef={a.kl}", f"train.steps={a.steps}",
         f"optim.lr={a.lr}", f"update.micro_batch_prompts={a.pairs * 2}", "eval.enabled=false",
         "train.checkpoint_every=0", "train.export=false", "train.progress=false",
         "train.sample_every=0", f"output_root={out}", f"seed={a.seed}",

@@ -2,32 +2,42 @@
 
 Everything NeMo-Aligner already reads (``trainer.grpo`` = its ``trainer.reinforce``,
 ``model.grpo`` = its ``model.reinforce``) stays in NeMo's own keys; what Co-Reward adds
-lives under ``coreward:`` and is parsed here into frozen dataclasses, so a typo fails at
-start with the key's full path instead of being silently ignored hours into a run.
-Plain Python and OmegaConf only: no NeMo, Megatron or torch import, so the config tests
-run in any environment.
+lives under ``coreward:`` and is checked here against frozen dataclasses by the typed
+merge the embedded trainer's config uses (``nemo_coreward.structured``), so an unknown key,
+a typo or a value of the wrong type fails at start with the key's full path instead of
+being silently ignored hours into a run. The RL settings have the embedded trainer's names
+and dataclasses (``nemo_coreward.rl.sections``: ``advantage``, ``kl``, ``loss``,
+``teacher``); what only this trainer does is added here (``loss.ppo_clip``,
+``loss.truncated``, ``teacher.keep_checkpoints``). No NeMo or Megatron import, so the
+config tests run in any environment.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from nemo_coreward.reward import RewardConfig, reward_spec
 from nemo_coreward.reward.alarm import AlarmSection
-from nemo_coreward.rl import ADVANTAGES, AGGREGATIONS, KL_PENALTIES, LossConfig, TeacherConfig
+from nemo_coreward.rl import (
+    AdvantageSection,
+    KLSection,
+    LossConfig,
+    LossSection,
+    TeacherConfig,
+    loss_config,
+)
+from nemo_coreward.structured import ConfigError, merge
 
-KL_MODES = ("loss", "reward", "none")
 TOO_LONG = ("drop", "error")
 
 __all__ = [
     "AdvantageSection",
+    "AlignerLossSection",
     "ConfigError",
     "CoRewardConfig",
     "DataSection",
     "KLSection",
-    "LossSection",
     "ServerSection",
     "TeacherSection",
     "alias_grpo_sections",
@@ -36,26 +46,6 @@ __all__ = [
     "policy_sides",
     "register_resolvers",
 ]
-
-
-class ConfigError(ValueError):
-    """A bad key or value; the message starts with the key's full path."""
-
-
-def _check_keys(section: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
-    unknown = sorted(set(section) - set(allowed))
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key (valid: {', '.join(allowed)})")
-
-
-def _build(cls: type, section: Mapping[str, Any] | None, where: str) -> Any:
-    section = dict(section or {})
-    names = tuple(f.name for f in fields(cls))
-    _check_keys(section, names, where)
-    try:
-        return cls(**section)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -72,97 +62,54 @@ class ServerSection:
 
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
-            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s!r}")
+            raise ValueError(f"server.timeout_s must be > 0, got {self.timeout_s!r}")
         if not isinstance(self.retries, int) or self.retries < 0:
-            raise ValueError(f"retries must be an int >= 0, got {self.retries!r}")
-
-
-@dataclass(frozen=True)
-class AdvantageSection:
-    """estimator: an ``nemo_coreward.rl.ADVANTAGES`` name (grpo, dr_grpo, rloo); eps: GRPO's."""
-
-    estimator: str = "grpo"
-    eps: float = 1e-6
-
-    def __post_init__(self) -> None:
-        if self.estimator not in ADVANTAGES:
-            raise ValueError(f"estimator {self.estimator!r} unknown; valid: "
-                             f"{', '.join(ADVANTAGES.names())}")
-        if not (0 <= self.eps < math.inf):
-            raise ValueError(f"eps must be finite and >= 0, got {self.eps!r}")
-
-
-@dataclass(frozen=True)
-class KLSection:
-    """mode: "loss" (a k3 term in the actor loss, the paper's choice), "reward"
-    (subtracted from the reward, NeMo-Aligner's way) or "none". coef: its weight.
-    type: a ``KL_PENALTIES`` name (k1, k2, k3/low_var_kl, abs)."""
-
-    mode: str = "loss"
-    coef: float = 0.005
-    type: str = "low_var_kl"
-
-    def __post_init__(self) -> None:
-        if self.mode not in KL_MODES:
-            raise ValueError(f"mode {self.mode!r} unknown; valid: {', '.join(KL_MODES)}")
-        if not (0 <= self.coef < math.inf):
-            raise ValueError(f"coef must be finite and >= 0, got {self.coef!r}")
-        if self.type not in KL_PENALTIES:
-            raise ValueError(f"type {self.type!r} unknown; "
-                             f"valid: {', '.join(KL_PENALTIES.names())}")
-
-    @property
-    def needs_reference(self) -> bool:
-        return self.mode != "none" and self.coef > 0
+            raise ValueError(f"server.retries must be an int >= 0, got {self.retries!r}")
 
 
 TRUNCATED_MODES = ("mask", "keep")
 
 
 @dataclass(frozen=True)
-class LossSection:
-    """ppo_clip: use the rollout-time log-probs as the old policy and clip the ratio to
+class AlignerLossSection(LossSection):
+    """The ``loss`` section: the keys both trainers share (``LossSection``: clip_low,
+    clip_high, agg) plus two of this trainer's own.
+
+    ppo_clip: use the rollout-time log-probs as the old policy and clip the ratio to
     [1 - clip_low, 1 + clip_high] (needed once a rollout batch feeds several optimiser
-    steps). agg: an ``AGGREGATIONS`` name for every loss term, exact over each optimiser
-    step's global batch (side-token-mean-sum is the official J_original + J_rephrased).
-    truncated: what the loss does with responses that hit the length limit (is_end False):
-    "mask" leaves them out, "keep" trains them like the others. NeMo-Aligner 0.7.0 zeroes
-    the loss of a micro-batch in which no response ended, which at its micro_batch_size 1
-    leaves every truncated response out: "mask" is that behaviour, for any micro-batch size.
+    steps). truncated: what the loss does with responses that hit the length limit
+    (is_end False): "mask" leaves them out, "keep" trains them like the others.
+    NeMo-Aligner 0.7.0 zeroes the loss of a micro-batch in which no response ended, which
+    at its micro_batch_size 1 leaves every truncated response out: "mask" is that
+    behaviour, for any micro-batch size.
     """
 
     ppo_clip: bool = False
-    clip_low: float = 0.2
-    clip_high: float = 0.2
-    agg: str = "token-mean"
     truncated: str = "mask"
 
     def __post_init__(self) -> None:
-        if self.agg not in AGGREGATIONS:
-            raise ValueError(f"agg {self.agg!r} unknown; valid: {', '.join(AGGREGATIONS.names())}")
+        super().__post_init__()
         if self.truncated not in TRUNCATED_MODES:
-            raise ValueError(f"truncated {self.truncated!r} unknown; valid: "
+            raise ValueError(f"loss.truncated {self.truncated!r} unknown; valid: "
                              f"{', '.join(TRUNCATED_MODES)}")
 
 
 @dataclass(frozen=True)
-class TeacherSection:
-    """Co-rewarding-II teacher averaging (see ``nemo_coreward.rl.teacher``), plus where its
-    weights are kept: keep_checkpoints snapshots beside the model checkpoints."""
+class TeacherSection(TeacherConfig):
+    """Co-rewarding-II teacher averaging (``TeacherConfig``, see
+    ``nemo_coreward.rl.teacher``), plus where its weights are kept: keep_checkpoints
+    snapshots beside the model checkpoints."""
 
-    update_interval: int = 1
-    alpha_start: float = 0.01
-    alpha_end: float = 1e-5
-    alpha: float | None = None
-    enabled: bool = True
     keep_checkpoints: int = 2
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 1:
-            raise ValueError(f"keep_checkpoints must be an int >= 1, got {self.keep_checkpoints!r}")
-        self.averaging()  # validates the averaging keys
+            raise ValueError(f"teacher.keep_checkpoints must be an int >= 1, "
+                             f"got {self.keep_checkpoints!r}")
 
     def averaging(self) -> TeacherConfig:
+        """The averaging keys alone, as the shared teacher code takes them."""
         return TeacherConfig(enabled=self.enabled, update_interval=self.update_interval,
                              alpha_start=self.alpha_start, alpha_end=self.alpha_end,
                              alpha=self.alpha)
@@ -183,26 +130,17 @@ class DataSection:
 
     def __post_init__(self) -> None:
         if "{question}" not in self.prompt_template:
-            raise ValueError("prompt_template must contain '{question}'")
+            raise ValueError("data.prompt_template must contain '{question}'")
         if not isinstance(self.max_rephrasings, int) or self.max_rephrasings < 0:
-            raise ValueError(f"max_rephrasings must be an int >= 0, got {self.max_rephrasings!r}")
+            raise ValueError(f"data.max_rephrasings must be an int >= 0, "
+                             f"got {self.max_rephrasings!r}")
         if self.too_long not in TOO_LONG:
-            raise ValueError(f"too_long {self.too_long!r} unknown; valid: {', '.join(TOO_LONG)}")
+            raise ValueError(f"data.too_long {self.too_long!r} unknown; "
+                             f"valid: {', '.join(TOO_LONG)}")
 
     @property
     def num_sides(self) -> int:
         return 1 + (self.max_rephrasings if self.use_rephrasings else 0)
-
-
-def _reward(section: Mapping[str, Any] | None, where: str) -> RewardConfig:
-    section = dict(section or {})
-    _check_keys(section, ("name", "equivalence", "fallbacks", "timeout_s"), where)
-    if "fallbacks" in section:
-        section["fallbacks"] = tuple(section["fallbacks"] or ())
-    try:
-        return RewardConfig(**section)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -215,32 +153,17 @@ class CoRewardConfig:
     server: ServerSection = field(default_factory=ServerSection)
     advantage: AdvantageSection = field(default_factory=AdvantageSection)
     kl: KLSection = field(default_factory=KLSection)
-    loss: LossSection = field(default_factory=LossSection)
+    loss: AlignerLossSection = field(default_factory=AlignerLossSection)
     teacher: TeacherSection = field(default_factory=TeacherSection)
     data: DataSection = field(default_factory=DataSection)
     alarm: AlarmSection = field(default_factory=AlarmSection)
 
-    SECTIONS = ("reward", "validation_reward", "server", "advantage", "kl", "loss",
-                "teacher", "data", "alarm")
-
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any] | None, where: str = "coreward"
                      ) -> CoRewardConfig:
-        """Parse a plain mapping (``OmegaConf.to_container(cfg.coreward, resolve=True)``)."""
-        section = dict(section or {})
-        _check_keys(section, cls.SECTIONS, where)
-        cfg = cls(
-            reward=_reward(section.get("reward"), f"{where}.reward"),
-            validation_reward=_reward(section.get("validation_reward"),
-                                      f"{where}.validation_reward"),
-            server=_build(ServerSection, section.get("server"), f"{where}.server"),
-            advantage=_build(AdvantageSection, section.get("advantage"), f"{where}.advantage"),
-            kl=_build(KLSection, section.get("kl"), f"{where}.kl"),
-            loss=_build(LossSection, section.get("loss"), f"{where}.loss"),
-            teacher=_build(TeacherSection, section.get("teacher"), f"{where}.teacher"),
-            data=_build(DataSection, section.get("data"), f"{where}.data"),
-            alarm=_build(AlarmSection, section.get("alarm"), f"{where}.alarm"),
-        )
+        """Parse a plain mapping (``OmegaConf.to_container(cfg.coreward, resolve=True)``)
+        by the typed merge; ``ConfigError`` names the key as ``where.section.key``."""
+        cfg = merge(cls, section, prefix=where)
         cfg._check_consistency(where)
         return cfg
 
@@ -273,9 +196,8 @@ class CoRewardConfig:
         return self.kl.needs_reference
 
     def loss_config(self) -> LossConfig:
-        kl_coef = self.kl.coef if self.kl.mode == "loss" else 0.0
-        return LossConfig(clip_low=self.loss.clip_low, clip_high=self.loss.clip_high,
-                          kl_coef=kl_coef, kl_type=self.kl.type, agg=self.loss.agg)
+        """The actor loss's knobs; the KL term is there in ``kl.mode: loss`` only."""
+        return loss_config(self.loss, self.kl)
 
 
 def policy_sides(data: DataSection, reward_name: str) -> int:

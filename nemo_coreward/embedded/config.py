@@ -2,23 +2,24 @@
 against frozen dataclasses.
 
 Each section's dataclass lives beside the code that uses it (``ModelConfig`` in
-``model.py``, ``SamplingConfig`` in ``rollout.py``, the shared ``LossConfig`` and
-``TeacherConfig`` from ``nemo_coreward.rl``, ...); ``TrainConfig`` only assembles them.
-Validation is OmegaConf's structured-config merge, so an unknown key, a misspelt key or a
-value of the wrong type fails at start with the key's full dotted name, and then each
-section's ``__post_init__`` checks ranges and names. Every shipped YAML spells out the
-whole tree (``default.yaml``) or derives from one that does, so ``key=value`` overrides
-work for every key and a test can compare the shipped keys with the schema.
+``model.py``, ``SamplingConfig`` in ``rollout.py``, ...); ``TrainConfig`` only assembles
+them. The sections that name the RL settings, ``advantage``, ``kl``, ``loss`` and
+``teacher``, are the NeMo-Aligner trainer's too (``nemo_coreward.rl.sections``, with
+``loss.entropy_coef`` this trainer's own). Validation is the structured-config merge of
+``nemo_coreward.structured``, shared with the NeMo-Aligner trainer's ``coreward:`` section:
+an unknown key, a misspelt key or a value of the wrong type fails at start with the key's
+full dotted name, then each section's ``__post_init__`` checks ranges and names, and a key
+of the old vocabulary (``RENAMED``) says what it is called now. Every shipped YAML spells
+out the whole tree (``default.yaml``) or derives from one that does, so ``key=value``
+overrides work for every key and a test can compare the shipped keys with the schema.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig, OmegaConf
 
 from nemo_coreward.embedded.data import DataConfig
 from nemo_coreward.embedded.evaluate import EvalConfig
@@ -27,16 +28,24 @@ from nemo_coreward.embedded.optim import OptimConfig
 from nemo_coreward.embedded.prompts import PromptConfig
 from nemo_coreward.embedded.rollout import SamplingConfig
 from nemo_coreward.embedded.scoring import RewardSection
-from nemo_coreward.embedded.update import UpdateConfig
+from nemo_coreward.embedded.update import EmbeddedLossSection, UpdateConfig
 from nemo_coreward.reward import reward_spec
 from nemo_coreward.reward.alarm import AlarmSection
-from nemo_coreward.rl import LossConfig, TeacherConfig
+from nemo_coreward.rl import AdvantageSection, KLSection, LossConfig, TeacherConfig, loss_config
+from nemo_coreward.structured import ConfigError, merge, refuse_renamed
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "embedded"
 
+# Keys of the old vocabulary -> their name now, the NeMo-Aligner trainer's.
+RENAMED = {
+    "update.advantage": "advantage.estimator",
+    "update.adv_eps": "advantage.eps",
+    "loss.kl_coef": "kl.coef",
+    "loss.kl_type": "kl.type",
+}
 
-class ConfigError(ValueError):
-    """A configuration mistake; the message names the key."""
+__all__ = ["CONF_DIR", "RENAMED", "ConfigError", "ScheduleConfig", "TrainConfig", "compose",
+           "load", "to_yaml", "validate"]
 
 
 @dataclass(frozen=True)
@@ -77,8 +86,10 @@ class TrainConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     rollout: SamplingConfig = field(default_factory=SamplingConfig)
     reward: RewardSection = field(default_factory=RewardSection)
+    advantage: AdvantageSection = field(default_factory=AdvantageSection)
+    kl: KLSection = field(default_factory=KLSection)
+    loss: EmbeddedLossSection = field(default_factory=EmbeddedLossSection)
     update: UpdateConfig = field(default_factory=UpdateConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -92,41 +103,22 @@ class TrainConfig:
         if spec.needs_twins and (self.data.sides != "all" or self.data.max_rephrasings < 1):
             raise ValueError(f"reward.name={self.reward.name} needs twins: set data.sides=all "
                              "and data.max_rephrasings>=1")
-        if self.rollout.n < 2 and self.update.advantage in ("grpo", "rloo"):
-            raise ValueError(f"rollout.n={self.rollout.n}: {self.update.advantage} needs at "
-                             "least 2 rollouts per prompt to have a baseline")
+        if self.kl.mode == "reward":
+            raise ValueError("kl.mode=reward (the KL subtracted from the reward) is the "
+                             "NeMo-Aligner trainer's; this trainer takes kl.mode=loss (the "
+                             "paper's KL term in the loss) or kl.mode=none")
+        if self.rollout.n < 2 and self.advantage.estimator in ("grpo", "rloo"):
+            raise ValueError(f"rollout.n={self.rollout.n}: {self.advantage.estimator} needs "
+                             "at least 2 rollouts per prompt to have a baseline")
 
-
-def _unfreeze(node: Any) -> None:
-    """Structured configs of frozen dataclasses are read-only node by node; the merge with
-    YAML must write into them (the dataclasses stay frozen after ``to_object``)."""
-    node._set_flag("readonly", None)
-    if isinstance(node, DictConfig):
-        for key in node.keys():
-            _unfreeze(node._get_node(key))
-    elif isinstance(node, ListConfig):
-        for i in range(len(node)):
-            _unfreeze(node._get_node(i))
-
-
-def schema() -> DictConfig:
-    base = OmegaConf.structured(TrainConfig)
-    _unfreeze(base)
-    return base
+    def loss_config(self) -> LossConfig:
+        """The policy loss's knobs, from the ``loss`` and ``kl`` sections."""
+        return loss_config(self.loss, self.kl, self.loss.entropy_coef)
 
 
 def validate(cfg: DictConfig | dict) -> TrainConfig:
     """A composed config -> ``TrainConfig``, or ``ConfigError`` naming the key at fault."""
-    try:
-        merged = OmegaConf.merge(schema(), cfg)
-        return OmegaConf.to_object(merged)  # type: ignore[return-value]
-    except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or "?"
-        message = str(getattr(err, "msg", None) or err).strip().splitlines()[0]
-        raise ConfigError(f"config key '{key}': {message}") from None
-    except ValueError as err:
-        message = str(err).replace("LossConfig.", "loss.").replace("TeacherConfig.", "teacher.")
-        raise ConfigError(f"config: {message}") from None
+    return merge(TrainConfig, cfg, renames=RENAMED)
 
 
 def compose(config_name: str = "default", overrides: Sequence[str] = (),
@@ -137,6 +129,8 @@ def compose(config_name: str = "default", overrides: Sequence[str] = (),
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException as OCError
 
+    # A renamed key would otherwise fail in Hydra as merely unknown.
+    refuse_renamed([o.partition("=")[0].lstrip("+~") for o in overrides], RENAMED)
     folder = Path(config_dir).resolve()
     if not (folder / f"{config_name}.yaml").is_file():
         shipped = sorted(p.stem for p in folder.glob("*.yaml"))

@@ -139,12 +139,13 @@ class Step:
                 scored = s.scorer.score(to_rollouts(prompts, rollouts), teacher)
             rewards = torch.tensor(scored.rewards, dtype=torch.float32)
             keys = [(p.pair_id, p.side) for p in prompts for _ in range(rollouts.n)]
-            adv = advantages_for(rewards, keys, cfg.update)
+            adv = advantages_for(rewards, keys, cfg.advantage)
             with timed(times, "update"):
                 self.hold.start()
                 self.mutated = True
                 sides = torch.tensor([p.side for p in prompts for _ in range(rollouts.n)])
-                losses = update_policy(s.fabric, s.policy, s.optimizer, rollouts, adv, cfg.loss,
+                losses = update_policy(s.fabric, s.policy, s.optimizer, rollouts, adv,
+                                       cfg.loss_config(),
                                        cfg.update, cfg.optim.grad_clip, s.reference,
                                        autocast, sides=sides)
                 lr = s.optimizer.param_groups[0]["lr"]

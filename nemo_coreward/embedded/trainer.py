@@ -138,7 +138,7 @@ def setup(cfg: TrainConfig) -> Session:
     resolved = cfg if cfg.run_dir else _with_run_dir(cfg, run_dir)
     atomic_write(run_dir / "config.yaml", to_yaml(resolved))
     reference = None
-    if cfg.loss.kl_coef > 0 or spec.needs_teacher:
+    if cfg.kl.needs_reference or spec.needs_teacher:
         reference = copy.deepcopy(raw_policy).eval().requires_grad_(False)
         reference = fabric.to_device(reference)
     optimizer = build_optimizer(raw_policy.parameters(), cfg.optim)

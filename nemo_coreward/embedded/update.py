@@ -29,6 +29,7 @@ feeds them. What it adds is how log-probabilities are computed cheaply and exact
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,9 @@ from nemo_coreward.embedded.prefix import continue_from, last_positions, prefill
 from nemo_coreward.embedded.rollout import Autocast, Rollouts
 from nemo_coreward.rl import (
     ADVANTAGES,
+    AdvantageSection,
     LossConfig,
+    LossSection,
     compute_policy_loss,
     token_entropy,
     token_logprobs,
@@ -49,19 +52,30 @@ from nemo_coreward.rl import (
 
 @dataclass(frozen=True)
 class UpdateConfig:
-    """advantage: an ``ADVANTAGES`` name (grpo | dr_grpo | rloo), groups = (pair, side).
-    micro_batch_prompts: prompts per micro-batch (each with its n rollouts).
-    epochs: optimiser steps per batch (1 = on-policy, the recipe)."""
+    """micro_batch_prompts: prompts per micro-batch (each with its n rollouts).
+    epochs: optimiser steps per batch (1 = on-policy, the recipe).
+    The advantage estimator is the ``advantage`` section (``AdvantageSection``)."""
 
-    advantage: str = "grpo"
-    adv_eps: float = 1e-6
     micro_batch_prompts: int = 4
     epochs: int = 1
 
     def __post_init__(self) -> None:
-        ADVANTAGES.get(self.advantage)  # raises listing the valid names
         if self.micro_batch_prompts < 1 or self.epochs < 1:
             raise ValueError("update.micro_batch_prompts and update.epochs must be >= 1")
+
+
+@dataclass(frozen=True)
+class EmbeddedLossSection(LossSection):
+    """The ``loss`` section: the keys both trainers share (``LossSection``) plus
+    entropy_coef: weight of the entropy bonus (subtracted; a negative value minimises
+    entropy), which only this trainer computes."""
+
+    entropy_coef: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not math.isfinite(self.entropy_coef):
+            raise ValueError(f"loss.entropy_coef must be finite, got {self.entropy_coef!r}")
 
 
 def sequence_logprobs(model: Any, prompt_ids: Tensor, prompt_mask: Tensor, response_ids: Tensor,
@@ -89,10 +103,10 @@ def sequence_logprobs(model: Any, prompt_ids: Tensor, prompt_mask: Tensor, respo
     return logp, entropy
 
 
-def advantages_for(rewards: Tensor, group_keys: list, cfg: UpdateConfig) -> Tensor:
+def advantages_for(rewards: Tensor, group_keys: list, cfg: AdvantageSection) -> Tensor:
     from nemo_coreward.rl import group_ids_from_keys
 
-    return ADVANTAGES.get(cfg.advantage)(rewards, group_ids_from_keys(group_keys), eps=cfg.adv_eps)
+    return ADVANTAGES.get(cfg.estimator)(rewards, group_ids_from_keys(group_keys), eps=cfg.eps)
 
 
 def micro_batches(r: Rollouts, per: int) -> list[Tensor]:

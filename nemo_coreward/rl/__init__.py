@@ -1,7 +1,8 @@
 """Framework-neutral RL maths in plain torch: advantages, losses, token statistics, teacher.
 
 Nothing here imports a trainer, a server, NeMo or Megatron; both trainers share these
-functions. Formulas, shapes, sources and deviations: docs/rl.md.
+functions, and the config sections that name their settings (``sections``: advantage, kl,
+loss). Formulas, shapes, sources and deviations: docs/rl.md.
 """
 from nemo_coreward.rl.advantages import (
     ADVANTAGES,
@@ -24,6 +25,13 @@ from nemo_coreward.rl.losses import (
     token_weights,
     weighted_sum,
 )
+from nemo_coreward.rl.sections import (
+    KL_MODES,
+    AdvantageSection,
+    KLSection,
+    LossSection,
+    loss_config,
+)
 from nemo_coreward.rl.teacher import TeacherConfig, alpha_at, ema_update_, is_update_step
 from nemo_coreward.rl.token_stats import (
     masked_sequence_mean,
@@ -35,10 +43,14 @@ from nemo_coreward.rl.token_stats import (
 __all__ = [
     "ADVANTAGES",
     "AGGREGATIONS",
+    "AdvantageSection",
     "K3_BOUND",
+    "KLSection",
+    "KL_MODES",
     "KL_PENALTIES",
     "LOG_RATIO_BOUND",
     "LossConfig",
+    "LossSection",
     "TeacherConfig",
     "aggregate",
     "alpha_at",
@@ -50,6 +62,7 @@ __all__ = [
     "grpo_advantages",
     "is_update_step",
     "kl_penalty",
+    "loss_config",
     "masked_sequence_mean",
     "ppo_clip_loss",
     "rloo_advantages",

@@ -107,22 +107,42 @@ def test_every_coreward_key_is_commented():
 
 
 @pytest.mark.parametrize("section, message", [
-    ({"rewad": {}}, "coreward.rewad: unknown key"),
-    ({"reward": {"name": "nope"}}, "coreward.reward: reward.name: unknown reward 'nope'"),
-    ({"kl": {"mode": "both"}}, "coreward.kl: mode 'both' unknown"),
-    ({"kl": {"typ": "k3"}}, "coreward.kl.typ: unknown key"),
-    ({"advantage": {"estimator": "ppo"}}, "coreward.advantage: estimator 'ppo' unknown"),
+    # unknown keys (the shared typed merge, nemo_coreward.structured)
+    ({"rewad": {}}, "config key 'coreward.rewad': Key 'rewad' not in 'CoRewardConfig' "
+                    "(valid: reward, validation_reward, server, advantage, kl, loss"),
+    ({"kl": {"typ": "k3"}}, "config key 'coreward.kl.typ': Key 'typ' not in 'KLSection' "
+                            "(valid: mode, coef, type)"),
+    ({"alarm": {"windw": 3}}, "config key 'coreward.alarm.windw': Key 'windw' not in"),
+    ({"loss": {"kl_coef": 0.1}}, "config key 'coreward.loss.kl_coef': Key 'kl_coef' not in"),
+    # values of the wrong type
+    ({"kl": {"coef": "high"}}, "config key 'coreward.kl.coef': Value 'high' of type 'str' "
+                               "could not be converted to Float"),
+    ({"loss": {"ppo_clip": "sometimes"}}, "config key 'coreward.loss.ppo_clip': Value "
+                                          "'sometimes' is not a valid bool"),
+    ({"teacher": {"keep_checkpoints": 1.5}}, "config key 'coreward.teacher.keep_checkpoints'"),
+    ({"data": {"max_rephrasings": [1]}}, "config key 'coreward.data.max_rephrasings'"),
+    # values out of range or unknown names (each section's own checks)
+    ({"reward": {"name": "nope"}}, "config: coreward.reward.name: unknown reward 'nope'"),
+    ({"kl": {"mode": "both"}}, "config: coreward.kl.mode 'both' unknown"),
+    ({"advantage": {"estimator": "ppo"}}, "config: coreward.advantage.estimator 'ppo' unknown"),
+    ({"loss": {"truncated": "cut"}}, "config: coreward.loss.truncated 'cut' unknown"),
+    ({"teacher": {"update_interval": 0}}, "config: coreward.teacher.update_interval must be"),
+    ({"alarm": {"patience": 0}}, "config: coreward.alarm.patience must be >= 1"),
+    ({"server": {"timeout_s": 0}}, "config: coreward.server.timeout_s must be > 0"),
+    # combinations
     ({"data": {"use_rephrasings": False}}, "coreward.reward.name: 'co_reward' scores each side"),
     ({"validation_reward": {"name": "co_rewarding_ii"}}, "coreward.validation_reward.name"),
     ({"reward": {"name": "entropy"}}, "needs per-token statistics"),
-    ({"teacher": {"update_interval": 0}}, "coreward.teacher: TeacherConfig.update_interval"),
-    ({"alarm": {"windw": 3}}, "coreward.alarm.windw: unknown key"),
-    ({"alarm": {"patience": 0}}, "coreward.alarm: alarm.patience must be >= 1"),
 ])
 def test_bad_values_name_the_key(section, message):
     with pytest.raises(ConfigError) as err:
         CoRewardConfig.from_mapping(section)
     assert message in str(err.value)
+
+
+def test_errors_name_the_section_where_it_sits():
+    with pytest.raises(ConfigError, match=r"config key 'cfg\.coreward\.kl\.typ'"):
+        CoRewardConfig.from_mapping({"kl": {"typ": "k3"}}, where="cfg.coreward")
 
 
 def test_teacher_refuses_trt_resharding():

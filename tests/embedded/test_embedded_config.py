@@ -1,6 +1,7 @@
 """Shipped configs match the schema; mistakes fail at start naming the key."""
 from __future__ import annotations
 
+import re
 from dataclasses import fields, is_dataclass
 
 import pytest
@@ -9,6 +10,7 @@ from omegaconf import OmegaConf
 from nemo_coreward.embedded import cli
 from nemo_coreward.embedded.config import (
     CONF_DIR,
+    RENAMED,
     ConfigError,
     TrainConfig,
     compose,
@@ -16,6 +18,7 @@ from nemo_coreward.embedded.config import (
     validate,
 )
 from nemo_coreward.reward import REWARDS
+from nemo_coreward.rl import LossConfig
 
 SHIPPED = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
 NEEDS = {"paper": ["data.path=pairs.jsonl"]}  # the paper recipe trains on a records file
@@ -58,13 +61,15 @@ def test_paper_preset_is_the_paper_recipe():
     assert (cfg.data.pairs_per_step, cfg.rollout.n, cfg.rollout.temperature) == (128, 8, 1.0)
     assert cfg.rollout.max_new_tokens == 3072
     assert (cfg.optim.lr, cfg.optim.schedule, cfg.optim.warmup_ratio) == (3e-6, "cosine", 0.1)
-    assert (cfg.loss.kl_coef, cfg.loss.kl_type, cfg.loss.clip_low) == (0.005, "low_var_kl", 0.2)
+    assert (cfg.kl.mode, cfg.kl.coef, cfg.kl.type) == ("loss", 0.005, "low_var_kl")
+    assert (cfg.loss.clip_low, cfg.loss.agg) == (0.2, "side-token-mean-sum")
+    assert cfg.loss_config().kl_coef == 0.005
     assert cfg.model.precision == "bf16-mixed" and cfg.reward.name == "co_reward"
 
 
 def test_co_rewarding_ii_preset_is_the_official_recipe():
     cfg = load("co_rewarding_ii")
-    assert cfg.reward.name == "co_rewarding_ii" and cfg.loss.kl_coef == 0.001
+    assert cfg.reward.name == "co_rewarding_ii" and cfg.kl.coef == 0.001
     assert (cfg.teacher.alpha_start, cfg.teacher.alpha_end, cfg.teacher.update_interval) == (
         0.01, 1e-5, 1)
 
@@ -83,7 +88,12 @@ def test_overrides_reach_the_dataclasses():
     ("++newsection.key=1", "newsection"),
     ("rollout.n=many", "rollout.n"),             # wrong type
     ("train.steps=1.5", "train.steps"),
-    ("loss.kl_type=k9", "loss.kl_type"),         # checked by rl.LossConfig
+    ("kl.type=k9", "kl.type"),                   # checked by rl.KLSection
+    ("advantage.estimator=ppo", "advantage.estimator"),
+    ("advantage.eps=small", "advantage.eps"),
+    ("loss.clip_low=1.5", "loss.clip_low"),      # checked by rl.LossSection
+    ("loss.entropy_coef=nan", "loss.entropy_coef"),
+    ("++loss.kl_cof=1", "loss.kl_cof"),
     ("reward.name=nope", "reward.name"),
     ("reward.equivalence=fuzzy", "reward.equivalence"),
     ("model.precision=fp8", "model.precision"),
@@ -94,6 +104,28 @@ def test_overrides_reach_the_dataclasses():
 def test_a_bad_key_or_value_fails_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load("default", [override])
+
+
+@pytest.mark.parametrize("old, new", sorted(RENAMED.items()))
+def test_a_renamed_key_says_its_new_name(old, new):
+    message = f"config key '{old}' was renamed: use {new}"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load("default", [f"{old}=1"])            # on the command line
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load("default", [f"++{old}=1"])
+    section, key = old.split(".")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate({section: {key: 1}})            # in a YAML of one's own, or an old run's
+
+
+def test_kl_in_the_reward_is_refused_with_the_way_out():
+    with pytest.raises(ConfigError, match="kl.mode=reward .*kl.mode=loss .*kl.mode=none"):
+        validate({"kl": {"mode": "reward"}})
+    cfg = load("default", ["kl.mode=none", "kl.coef=0.1"])
+    assert not cfg.kl.needs_reference and cfg.loss_config().kl_coef == 0.0
+    cfg = load("default", ["kl.coef=0.1", "loss.entropy_coef=0.01"])
+    assert cfg.kl.needs_reference and cfg.loss_config() == LossConfig(
+        kl_coef=0.1, entropy_coef=0.01)
 
 
 def test_unknown_reward_lists_the_valid_ones():

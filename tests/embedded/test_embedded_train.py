@@ -77,7 +77,7 @@ def _interrupt_after(step: int):
 # With a teacher, the KL loss to it shows whether its averaged weights were restored.
 @pytest.mark.parametrize("extra", [MOVING, [*MOVING[:1], "reward.name=co_rewarding_ii",
                                             "data.sides=original", "teacher.alpha=0.5",
-                                            "loss.kl_coef=0.01"]],
+                                            "kl.coef=0.01"]],
                          ids=["self_certainty", "co_rewarding_ii"])
 def test_interrupted_and_resumed_run_logs_the_same_metrics(tiny_model_dir, tmp_path, extra):
     common = [*extra, "train.steps=4", "train.checkpoint_every=0", "eval.enabled=false"]
@@ -126,7 +126,7 @@ def test_every_reward_runs_two_steps(tiny_model_dir, tmp_path, name):
     spec = reward_spec(name)
     sides = "all" if spec.needs_twins else "original"
     result = train(_cfg(tiny_model_dir, tmp_path, f"reward.name={name}", f"data.sides={sides}",
-                        "eval.enabled=false", "loss.kl_coef=0.01"), echo=lambda _: None)
+                        "eval.enabled=false", "kl.coef=0.01"), echo=lambda _: None)
     rows = read_metrics(result.run_dir)
     assert [r["step"] for r in rows] == [1, 2]
     policy_sides = 2 if spec.needs_twins and spec.policy_rolls_out(1) else 1
