@@ -56,7 +56,8 @@ class ScriptedChatServer:
     ``answer(question, temperature, index)`` gives the content of completion ``index``;
     keywords in the question script failures: ``FLAKY`` answers HTTP 503 to the first
     request for that question, ``SLOW`` sleeps ``slow_s`` on the first request, ``BADREQ``
-    answers HTTP 400, and every request waits ``delay_s`` (to observe concurrency).
+    answers HTTP 400, and every request waits ``delay_s`` (to observe concurrency). A request
+    is in flight (``inflight``, ``max_inflight``) until its reply is ready.
     """
 
     def __init__(self, answer, delay_s: float = 0.0, slow_s: float = 1.0) -> None:
@@ -77,7 +78,6 @@ class ScriptedChatServer:
 
             def do_POST(self):
                 import json
-                import time
 
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 question = body["messages"][-1]["content"]
@@ -88,20 +88,26 @@ class ScriptedChatServer:
                     server.inflight += 1
                     server.max_inflight = max(server.max_inflight, server.inflight)
                 try:
-                    time.sleep(server.delay_s)
-                    if "BADREQ" in question:
-                        return self._send(400, {"error": "bad request"})
-                    if "FLAKY" in question and first:
-                        return self._send(503, {"error": "overloaded"})
-                    if "SLOW" in question and first:
-                        time.sleep(server.slow_s)
-                    choices = [{"index": i, "message": {"role": "assistant", "content":
-                                server.answer(question, body["temperature"], i)}}
-                               for i in range(body.get("n", 1))]
-                    self._send(200, {"choices": choices})
-                finally:
+                    code, payload = self._reply(body, question, first)
+                finally:  # before the reply goes out: the client may send its next at once
                     with server.lock:
                         server.inflight -= 1
+                self._send(code, payload)
+
+            def _reply(self, body, question, first):
+                import time
+
+                time.sleep(server.delay_s)
+                if "BADREQ" in question:
+                    return 400, {"error": "bad request"}
+                if "FLAKY" in question and first:
+                    return 503, {"error": "overloaded"}
+                if "SLOW" in question and first:
+                    time.sleep(server.slow_s)
+                choices = [{"index": i, "message": {"role": "assistant", "content":
+                            server.answer(question, body["temperature"], i)}}
+                           for i in range(body.get("n", 1))]
+                return 200, {"choices": choices}
 
             def _send(self, code, payload):
                 import json
