@@ -1,8 +1,9 @@
-"""Fixtures of the eval suite: a tiny Llama, a byte-level tokenizer, a chat server, runs.
+"""Fixtures of the eval suite: the suite's tiny Llama loaded once, a chat server, runs.
 
-The tokenizer is built from the ``tokenizers`` library in memory (byte-level BPE with no
-merges: one token per byte, so any text round-trips), with a minimal chat template, so
-the local backend runs the real prompt rendering and sampling code without any download.
+``tiny_model`` and ``tiny_tokenizer`` are the suite's one tiny model (``tiny_model_dir`` in
+tests/conftest.py: a random two-layer Llama with SmolLM2's tokenizer and chat template),
+loaded with the embedded trainer's loader as ``coreward eval`` loads a model, so the local
+backend runs the real prompt rendering and sampling code without any download.
 """
 from __future__ import annotations
 
@@ -14,40 +15,6 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
-
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
-
-
-def make_tiny_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    for special in ("<pad>", "</s>", "<|system|>", "<|user|>", "<|assistant|>"):
-        vocab[special] = len(vocab)
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>",
-                                  additional_special_tokens=["<|system|>", "<|user|>",
-                                                             "<|assistant|>"])
-    tok.chat_template = CHAT_TEMPLATE
-    tok.padding_side = "left"
-    return tok
-
-
-def make_tiny_model(tiny_tokenizer, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, pad_token_id=tiny_tokenizer.pad_token_id,
-                         eos_token_id=tiny_tokenizer.eos_token_id, bos_token_id=None)
-    return LlamaForCausalLM(config).eval()
 
 
 class ScriptedChatServer:
@@ -169,22 +136,18 @@ def _make_run(root: Path, name: str, reward: str, collapse: bool, keys_missing=(
 
 
 @pytest.fixture(scope="session")
-def tiny_tokenizer():
-    return make_tiny_tokenizer()
+def tiny_tokenizer(tiny_model_dir: Path):
+    from nemo_coreward.embedded.model import load_tokenizer
+
+    return load_tokenizer(tiny_model_dir)
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tiny_tokenizer):
-    return make_tiny_model(tiny_tokenizer)
+def tiny_model(tiny_model_dir: Path):
+    """float32, eval mode; shared by the session, so tests only generate with it."""
+    from nemo_coreward.embedded.model import ModelConfig, load_causal_lm
 
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tiny_model, tiny_tokenizer, tmp_path_factory):
-    """The tiny model and tokenizer saved as a Hugging Face directory."""
-    path = tmp_path_factory.mktemp("tiny-model")
-    tiny_model.save_pretrained(str(path))
-    tiny_tokenizer.save_pretrained(str(path))
-    return path
+    return load_causal_lm(tiny_model_dir, ModelConfig()).eval()
 
 
 @pytest.fixture
