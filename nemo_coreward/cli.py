@@ -2,9 +2,10 @@
 
 Each subcommand lives beside the code it drives and is imported only when called, so
 ``coreward score`` never pays for torch or transformers and a missing optional extra
-only breaks the subcommand that needs it. Every user error of every command ends here in
-one line and exit status 2 (``nemo_coreward.errors``); ``--debug`` anywhere on the command
-line shows the traceback instead.
+only breaks the subcommand that needs it. Every user error ends in one line and exit
+status 2 (``nemo_coreward.errors``): an unknown command, a command line the command's parser
+cannot read, and what the command raises; ``--debug`` anywhere on the command line shows
+the traceback instead.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import importlib
 import os
 import sys
 
-from nemo_coreward.errors import DEBUG_ENV, one_line_errors
+from nemo_coreward.errors import DEBUG_ENV, EXIT_USER_ERROR, one_line_errors
 
 # name -> (module, help). Each module exposes ``main(argv: list[str]) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -55,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"coreward: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
+        print(f"coreward: unknown command {name!r} (commands: {', '.join(COMMANDS)}); "
+              "see coreward --help", file=sys.stderr)
+        return EXIT_USER_ERROR
 
     @one_line_errors(f"coreward {name}")
     def run(args: list[str]) -> int:

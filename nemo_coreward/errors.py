@@ -8,13 +8,20 @@ project derives from it), ``OSError`` (missing files, refused connections), ``Us
 (a run stopped for a reason outside the code: a server refusing requests), and an
 ``ImportError`` of an optional extra. Anything else is a bug and keeps its traceback.
 ``--debug`` (or ``COREWARD_DEBUG=1``) shows the traceback of a user error too.
+
+A command line argparse cannot parse (an unknown option, a missing or malformed value) is
+such an error too: every command's parser is a ``CommandParser``, which ends it in the same
+one line, ``coreward CMD: <message>; see coreward CMD --help``, exit status 2, instead of
+argparse's usage block.
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 DEBUG_ENV = "COREWARD_DEBUG"
 EXIT_USER_ERROR = 2
@@ -45,6 +52,15 @@ def report(prog: str, error: BaseException) -> int:
                  "(pip install 'nemo_coreward[embedded,data,eval,server]')")
     print(f"{prog}: {text}", file=sys.stderr)
     return EXIT_USER_ERROR
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of a ``coreward`` command (``prog="coreward CMD"``): a command line it
+    cannot parse ends in one line naming the problem and ``--help``, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {one_line(message)}; see {self.prog} --help", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
 
 
 Main = Callable[[list[str]], int]

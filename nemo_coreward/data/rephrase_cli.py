@@ -14,21 +14,20 @@ command to retry only those), 2 on bad arguments or when the backend refuses req
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
-from nemo_coreward.errors import one_line_errors
+from nemo_coreward.errors import CommandParser, one_line_errors
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> CommandParser:
     from nemo_coreward.data.rephrase.backends import SamplingConfig
     from nemo_coreward.data.rephrase.pipeline import PipelineConfig
     from nemo_coreward.data.rephrase.validate import ValidationConfig
 
     s, p, v = SamplingConfig(), PipelineConfig(), ValidationConfig()
-    parser = argparse.ArgumentParser(prog="coreward rephrase", description=__doc__.split("\n")[0])
+    parser = CommandParser(prog="coreward rephrase", description=__doc__.split("\n")[0])
     parser.add_argument("input", help="pair records (JSONL or parquet)")
     parser.add_argument("--out", required=True, help="output JSONL (appended to; rerun resumes)")
     parser.add_argument("--rejected", help="side file of rejected candidates "

@@ -19,6 +19,7 @@ from nemo_coreward.embedded.config import CONF_DIR, ConfigError, TrainConfig, co
 from nemo_coreward.embedded.rundir import latest_run_dir
 
 USAGE = __doc__.split("\n\n")[1]
+HELP = "see coreward train --help"
 
 
 def _parse(argv: list[str]) -> tuple[str, list[str]]:
@@ -27,13 +28,13 @@ def _parse(argv: list[str]) -> tuple[str, list[str]]:
         arg = argv[i]
         if arg in ("--config-name", "-cn"):
             if i + 1 >= len(argv):
-                raise ConfigError(f"{arg} needs a value")
+                raise ConfigError(f"{arg} needs a value; {HELP}")
             name, i = argv[i + 1], i + 2
             continue
         if arg.startswith("--config-name="):
             name = arg.split("=", 1)[1]
         elif arg.startswith("-"):
-            raise ConfigError(f"unknown option {arg!r}; options: --config-name NAME, -h")
+            raise ConfigError(f"unknown option {arg!r} (options: --config-name NAME); {HELP}")
         else:
             overrides.append(arg)
         i += 1

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nemo_coreward.answers import FALLBACKS, MODES
-from nemo_coreward.errors import one_line_errors
+from nemo_coreward.errors import CommandParser, one_line_errors
 
 DEFAULTS: dict[str, Any] = {
     "benchmarks": "synthetic",
@@ -26,9 +26,9 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="coreward eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def _parser() -> CommandParser:
+    p = CommandParser(prog="coreward eval", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="HF directory, .gguf file, 'default', or a served model name")
     p.add_argument("--benchmarks", help="comma-separated: math500,gsm8k,amc23,aime24,champ,"
                    f"synthetic (default {DEFAULTS['benchmarks']})")

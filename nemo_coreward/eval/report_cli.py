@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nemo_coreward.errors import CommandParser
 from nemo_coreward.reward.alarm import AlarmConfig
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> CommandParser:
     d = AlarmConfig()
-    p = argparse.ArgumentParser(prog="coreward report", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CommandParser(prog="coreward report", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="run directories (with metrics.jsonl / eval.json)")
     p.add_argument("--out", required=True, help="output directory for PNGs and report.md")
     p.add_argument("--title", default="Training report")

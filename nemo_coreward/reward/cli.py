@@ -14,7 +14,6 @@ input ends in one line naming the file and line, exit status 2.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nemo_coreward.answers import FALLBACKS, MODES
-from nemo_coreward.errors import one_line_errors
+from nemo_coreward.errors import CommandParser, one_line_errors
 from nemo_coreward.io.atomic import atomic_write
 from nemo_coreward.io.jsonl import (
     JsonlRows,
@@ -104,7 +103,7 @@ def read_input(found: JsonlRows, skip_bad: bool) -> tuple[list[InputLine], list[
 
 @one_line_errors("coreward score")
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="coreward score", description=__doc__.split("\n\n")[0])
+    ap = CommandParser(prog="coreward score", description=__doc__.split("\n\n")[0])
     ap.add_argument("rollouts", help="input JSONL ('-' for standard input)")
     ap.add_argument("--reward", default="co_reward", choices=REWARDS.names())
     ap.add_argument("--equivalence", default="exact", choices=MODES)

@@ -8,17 +8,16 @@ cleanly; a second signal exits at once.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import sys
 
-from nemo_coreward.errors import one_line_errors
+from nemo_coreward.errors import CommandParser, one_line_errors
 from nemo_coreward.server.config import DEFAULT_CONFIG, load_server_config
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="coreward serve", description=__doc__.split("\n\n")[0])
+def _parser() -> CommandParser:
+    p = CommandParser(prog="coreward serve", description=__doc__.split("\n\n")[0])
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.add_argument("--config", default=None,
                    help=f"server YAML (default: {DEFAULT_CONFIG} when present); "

@@ -102,7 +102,11 @@ def _handler(script: ScriptedLLM):
                 else:
                     status, payload, delay = script.handle(body)
                 time.sleep(delay)
-                data = (json.dumps(payload) if isinstance(payload, dict) else payload).encode()
+            finally:  # before the reply goes out: the client may send its next at once
+                with script.lock:
+                    script.inflight -= 1
+            data = (json.dumps(payload) if isinstance(payload, dict) else payload).encode()
+            try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -110,9 +114,6 @@ def _handler(script: ScriptedLLM):
                 self.wfile.write(data)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (timeout test)
-            finally:
-                with script.lock:
-                    script.inflight -= 1
 
     return Handler
 

@@ -83,12 +83,25 @@ def test_train_and_heldout_never_share_a_problem():
     assert not {r.id for r in train} & {r.id for r in heldout}
 
 
+# (train, heldout) problems per pool. The totals are the problem spaces counted by hand:
+# add 9 x 9 = 81 and 90 x 90 = 8100; double 10 and 89; sub 1 + ... + 8 = 36 and
+# 9 + ... + 98 = 4815; mul 4 x 4 = 16 and 11 x 11 - 16 = 105; word = add + sub. The split
+# is split_of's fixed salted hash (counted once; a new salt changes it).
+POOL_SIZES = {
+    ("add", 1): (54, 27), ("add", 2): (6077, 2023),
+    ("double", 1): (7, 3), ("double", 2): (62, 27),
+    ("sub", 1): (26, 10), ("sub", 2): (3553, 1262),
+    ("mul", 1): (10, 6), ("mul", 2): (73, 32),
+    ("word", 1): (80, 37), ("word", 2): (9630, 3285),
+}
+
+
 @pytest.mark.parametrize("family", ALL_FAMILIES)
 @pytest.mark.parametrize("level", synthetic.LEVELS)
 def test_every_pool_has_both_splits(family, level):
     train = synthetic.pool(family, level, "train")
     heldout = synthetic.pool(family, level, "heldout")
-    assert len(train) >= 1 and len(heldout) >= 2
+    assert (len(train), len(heldout)) == POOL_SIZES[family, level]
     assert not {p.key for p in train} & {p.key for p in heldout}
 
 

@@ -1,8 +1,9 @@
-"""Fixtures of the eval suite: a tiny Llama, a byte-level tokenizer, a chat server, runs.
+"""Fixtures of the eval suite: the suite's tiny Llama loaded once, a chat server, runs.
 
-The tokenizer is built from the ``tokenizers`` library in memory (byte-level BPE with no
-merges: one token per byte, so any text round-trips), with a minimal chat template, so
-the local backend runs the real prompt rendering and sampling code without any download.
+``tiny_model`` and ``tiny_tokenizer`` are the suite's one tiny model (``tiny_model_dir`` in
+tests/conftest.py: a random two-layer Llama with SmolLM2's tokenizer and chat template),
+loaded with the embedded trainer's loader as ``coreward eval`` loads a model, so the local
+backend runs the real prompt rendering and sampling code without any download.
 """
 from __future__ import annotations
 
@@ -15,40 +16,6 @@ import torch
 
 torch.set_num_threads(1)
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
-
-
-def make_tiny_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    for special in ("<pad>", "</s>", "<|system|>", "<|user|>", "<|assistant|>"):
-        vocab[special] = len(vocab)
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>",
-                                  additional_special_tokens=["<|system|>", "<|user|>",
-                                                             "<|assistant|>"])
-    tok.chat_template = CHAT_TEMPLATE
-    tok.padding_side = "left"
-    return tok
-
-
-def make_tiny_model(tiny_tokenizer, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, pad_token_id=tiny_tokenizer.pad_token_id,
-                         eos_token_id=tiny_tokenizer.eos_token_id, bos_token_id=None)
-    return LlamaForCausalLM(config).eval()
-
 
 class ScriptedChatServer:
     """A real OpenAI-compatible chat-completions server on 127.0.0.1 (a free port).
@@ -56,7 +23,8 @@ class ScriptedChatServer:
     ``answer(question, temperature, index)`` gives the content of completion ``index``;
     keywords in the question script failures: ``FLAKY`` answers HTTP 503 to the first
     request for that question, ``SLOW`` sleeps ``slow_s`` on the first request, ``BADREQ``
-    answers HTTP 400, and every request waits ``delay_s`` (to observe concurrency).
+    answers HTTP 400, and every request waits ``delay_s`` (to observe concurrency). A request
+    is in flight (``inflight``, ``max_inflight``) until its reply is ready.
     """
 
     def __init__(self, answer, delay_s: float = 0.0, slow_s: float = 1.0) -> None:
@@ -77,7 +45,6 @@ class ScriptedChatServer:
 
             def do_POST(self):
                 import json
-                import time
 
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 question = body["messages"][-1]["content"]
@@ -88,20 +55,26 @@ class ScriptedChatServer:
                     server.inflight += 1
                     server.max_inflight = max(server.max_inflight, server.inflight)
                 try:
-                    time.sleep(server.delay_s)
-                    if "BADREQ" in question:
-                        return self._send(400, {"error": "bad request"})
-                    if "FLAKY" in question and first:
-                        return self._send(503, {"error": "overloaded"})
-                    if "SLOW" in question and first:
-                        time.sleep(server.slow_s)
-                    choices = [{"index": i, "message": {"role": "assistant", "content":
-                                server.answer(question, body["temperature"], i)}}
-                               for i in range(body.get("n", 1))]
-                    self._send(200, {"choices": choices})
-                finally:
+                    code, payload = self._reply(body, question, first)
+                finally:  # before the reply goes out: the client may send its next at once
                     with server.lock:
                         server.inflight -= 1
+                self._send(code, payload)
+
+            def _reply(self, body, question, first):
+                import time
+
+                time.sleep(server.delay_s)
+                if "BADREQ" in question:
+                    return 400, {"error": "bad request"}
+                if "FLAKY" in question and first:
+                    return 503, {"error": "overloaded"}
+                if "SLOW" in question and first:
+                    time.sleep(server.slow_s)
+                choices = [{"index": i, "message": {"role": "assistant", "content":
+                            server.answer(question, body["temperature"], i)}}
+                           for i in range(body.get("n", 1))]
+                return 200, {"choices": choices}
 
             def _send(self, code, payload):
                 import json
@@ -163,22 +136,18 @@ def _make_run(root: Path, name: str, reward: str, collapse: bool, keys_missing=(
 
 
 @pytest.fixture(scope="session")
-def tiny_tokenizer():
-    return make_tiny_tokenizer()
+def tiny_tokenizer(tiny_model_dir: Path):
+    from nemo_coreward.embedded.model import load_tokenizer
+
+    return load_tokenizer(tiny_model_dir)
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tiny_tokenizer):
-    return make_tiny_model(tiny_tokenizer)
+def tiny_model(tiny_model_dir: Path):
+    """float32, eval mode; shared by the session, so tests only generate with it."""
+    from nemo_coreward.embedded.model import ModelConfig, load_causal_lm
 
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tiny_model, tiny_tokenizer, tmp_path_factory):
-    """The tiny model and tokenizer saved as a Hugging Face directory."""
-    path = tmp_path_factory.mktemp("tiny-model")
-    tiny_model.save_pretrained(str(path))
-    tiny_tokenizer.save_pretrained(str(path))
-    return path
+    return load_causal_lm(tiny_model_dir, ModelConfig()).eval()
 
 
 @pytest.fixture

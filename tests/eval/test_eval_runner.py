@@ -78,8 +78,10 @@ def test_tiny_model_end_to_end_and_rerun_skips_done(tmp_path, tiny_model, tiny_t
                      equivalence="exact")
     summary = evaluate(backend, cfg, tmp_path / "a", model="tiny", limit=4, progress=False)
     m = summary["benchmarks"]["synthetic"]["metrics"]
-    assert m["n"] == 4 and set(m) >= {"pass@1_greedy", "avg@2", "maj@2", "pass@2"}
-    assert all(0.0 <= v <= 1.0 for k, v in m.items() if k != "n")
+    # The random model answers nothing: greedy decoding repeats one token (a newline) and
+    # the samples are random words of its 49,152-token vocabulary, none a \boxed{} answer.
+    assert m == {"n": 4, "pass@1_greedy": 0.0, "avg@2": 0.0, "maj@2": 0.0, "pass@1": 0.0,
+                 "pass@2": 0.0}
     assert backend.calls == 4  # 2 chunks x (greedy + samples)
     rows = read_items(tmp_path / "a" / "items.jsonl")
     assert len(rows) == 4

@@ -61,7 +61,12 @@ def test_answers_extracted_by_the_client_score_as_whole_responses(reward):
     inputs, req = roundtrip(step, config, send_answers=True)
     assert "response" not in inputs and "response" in full
     assert [a.decode() for a in inputs["answer"][:, 0]][-1] == "3"
-    assert sum(map(len, inputs["answer"][:, 0])) * 3 < sum(map(len, full["response"][:, 0]))
+    # 25 rollouts: 23 boxed ones are a 56-character frame around their boxed form (112
+    # characters of forms in all), one is "I could not finish. The answer is 7" (35, answer
+    # "7" by the fallback), one "no box; answer is 3" (19): the answers are 112 + 2 bytes,
+    # the responses 23 * 56 + 112 + 35 + 19 = 1454.
+    assert sum(map(len, inputs["answer"][:, 0])) == 114
+    assert sum(map(len, full["response"][:, 0])) == 1454
     reply = encode_response(req, score_rollouts(req.rollouts, req.config))
     assert_same(decode_response(reply, inputs), score_rollouts(step, config))
 

@@ -61,8 +61,10 @@ def test_text_that_is_not_unicode_is_repaired_not_refused(server, send_answers):
     step[0] = Rollout("q0", 0, "so \\boxed{1\udbf9}", step[0].ground_truth)
     config = RewardConfig("co_reward", "normalized")
     want = score_rollouts(step, config)
+    # 2 pairs x 2 sides x 4 = 16 responses; the seeded step makes one of them "I could not
+    # finish." (no "So"), so 15 carry the lone surrogate (step[0]'s replacement among them).
     repaired = sum("\udbf9" in r.response for r in step)
-    assert want.scores[0].answer == "1\ufffd" and want.metrics["text_repairs"] == repaired > 8
+    assert want.scores[0].answer == "1\ufffd" and want.metrics["text_repairs"] == repaired == 15
     with RewardClient(server.http_url, retries=1, send_answers=send_answers) as c:
         assert_same(c.score(step, config), want)
 
