@@ -134,6 +134,7 @@ def setup(cfg: TrainConfig) -> Session:
     # model.path must not leave an empty run behind for `resume=true` to pick.
     run_dir = Path(cfg.run_dir) if cfg.run_dir else new_run_dir(cfg.output_root, cfg.name)
     resume_from = checkpoint.latest_checkpoint(run_dir) if cfg.resume else None
+    checkpoint.remove_leftovers(run_dir)  # of checkpoint writes a hard kill cut short
     log = RunLog(run_dir)
     resolved = cfg if cfg.run_dir else _with_run_dir(cfg, run_dir)
     atomic_write(run_dir / "config.yaml", to_yaml(resolved))
