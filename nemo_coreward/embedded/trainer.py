@@ -203,6 +203,17 @@ def _heldout_metrics(e: dict[str, float]) -> dict[str, float]:
             "heldout_twin_agreement": e["twin_agreement"]}
 
 
+def _logged_row(s: Session) -> dict[str, Any]:
+    """The metrics of the row of the step the run resumes after (NaN where the row holds
+    null), or {} for a fresh run. A run killed after its last row (exporting, evaluating)
+    has no step left when rerun: its rerun still exports and evaluates, and reports this
+    row, as the uninterrupted run reported the same step's metrics."""
+    rows = read_metrics(s.run_dir) if s.start_step else []
+    if not rows or rows[-1].get("step") != s.start_step:
+        return {}
+    return {k: float("nan") if v is None else v for k, v in rows[-1].items() if k != "step"}
+
+
 def _postfix(m: dict[str, float]) -> dict[str, str]:
     return {"reward": f"{m.get('reward_mean', float('nan')):.2f}",
             "maj": f"{m.get('majority_ratio', float('nan')):.2f}",
@@ -247,7 +258,7 @@ def train(cfg: TrainConfig, on_step_end: Callable[[int, dict], None] | None = No
         s.log.write_json("eval.json", s.evals)
     if "before" in s.evals:
         echo(f"held-out before: {_describe(s.evals['before'])}")
-    metrics: dict = {}
+    metrics = _logged_row(s)  # the result if no step is left (a late kill, a stopped run)
     step = saved_at = s.start_step
     current: Step | None = None
     hold = SignalHold()
