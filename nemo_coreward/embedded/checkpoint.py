@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nemo_coreward.embedded import killpoint
 from nemo_coreward.io.atomic import atomic_file, leftover_temporaries
 
 _NAME = re.compile(r"^step_(\d{6,})\.ckpt$")
@@ -96,7 +97,7 @@ def save(run_dir: Path, step: int, state: dict[str, Any], keep_last: int) -> Pat
     path = folder / f"step_{step:06d}.ckpt"
     payload = {k: v.state_dict() if hasattr(v, "state_dict") else v for k, v in state.items()}
     with atomic_file(path, "wb") as f:
-        torch.save(payload, f)
+        torch.save(payload, killpoint.torn(f, "checkpoint", step))
     for _, old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
         old.unlink(missing_ok=True)
     return path

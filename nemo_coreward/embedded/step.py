@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from nemo_coreward.embedded import checkpoint
+from nemo_coreward.embedded import checkpoint, killpoint
 from nemo_coreward.embedded.data import Prompt, prompts_for
 from nemo_coreward.embedded.prompts import render
 from nemo_coreward.embedded.rollout import DTYPES, Rollouts, encode_prompts, sample
@@ -130,6 +130,7 @@ class Step:
             with timed(times, "generate"):
                 rollouts = sample(s.generator, s.tokenizer, ids, mask, cfg.rollout,
                                   token_stats=spec.needs_token_stats)
+                killpoint.maybe_die("generate", self.step)
             teacher, extra = None, {}
             if spec.needs_teacher:
                 with timed(times, "teacher"):
@@ -147,6 +148,7 @@ class Step:
                 losses = update_policy(s.fabric, s.policy, s.optimizer, rollouts, adv, cfg.loss,
                                        cfg.update, cfg.optim.grad_clip, s.reference,
                                        autocast, sides=sides)
+                killpoint.maybe_die("update", self.step)
                 lr = s.optimizer.param_groups[0]["lr"]
                 s.scheduler.step()
                 refresh_generator(s)

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from nemo_coreward.embedded import checkpoint
+from nemo_coreward.embedded import checkpoint, killpoint
 from nemo_coreward.embedded.config import TrainConfig, to_yaml
 from nemo_coreward.embedded.data import PairCursor, Prompt, check_twins, load_pairs
 from nemo_coreward.embedded.evaluate import eval_prompts, evaluate, heldout_pairs
@@ -317,6 +317,7 @@ def train(cfg: TrainConfig, on_step_end: Callable[[int, dict], None] | None = No
         else:
             echo(f"evaluating the trained policy on {len(s.eval_prompts)} held-out prompts "
                  "(greedy)")
+            killpoint.maybe_die("final_eval", step)
             s.evals["after"] = _evaluate(s)
         s.log.write_json("eval.json", s.evals)
         echo(f"held-out after:  {_describe(s.evals['after'])}")
