@@ -8,7 +8,8 @@ import torch
 
 from nemo_coreward.embedded import checkpoint
 from nemo_coreward.embedded.config import load
-from nemo_coreward.embedded.trainer import setup, train
+from nemo_coreward.embedded.session import setup
+from nemo_coreward.embedded.trainer import train
 from nemo_coreward.io.atomic import atomic_file, leftover_temporaries
 
 

@@ -265,8 +265,8 @@ def test_the_alarm_with_default_thresholds_sees_a_collapse_and_not_learning(
 
 def test_teacher_rollouts_sample_from_a_copy_that_follows_the_averaged_teacher(tiny_model_dir,
                                                                               tmp_path):
+    from nemo_coreward.embedded.session import setup
     from nemo_coreward.embedded.step import SignalHold, Step
-    from nemo_coreward.embedded.trainer import setup
 
     s = setup(_cfg(tiny_model_dir, tmp_path, "reward.name=co_rewarding_ii", "teacher.alpha=0.5",
                    "model.precision=bf16-mixed", "rollout.dtype=bfloat16", "eval.enabled=false"))
