@@ -1,7 +1,7 @@
 """The embedded single-machine trainer (CPU or one GPU) on Hugging Face models.
 
-``coreward train`` -> ``cli.main`` -> ``config.load`` -> ``trainer.train``; see
-docs/embedded.md.
+``coreward train`` -> ``cli.main`` -> ``config.load`` -> ``trainer.train`` (``session.setup``,
+then a ``step.Step`` per step); see docs/embedded.md.
 
 OpenMP threads sleep instead of spinning when they wait (``OMP_WAIT_POLICY=PASSIVE``,
 unless the environment says otherwise). It only takes effect when this package is

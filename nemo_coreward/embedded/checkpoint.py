@@ -6,7 +6,9 @@ source instead of being stored), the step, and every random state the run draws 
 (torch CPU and CUDA, Python, numpy). It is streamed with ``torch.save`` through
 ``nemo_coreward.io.atomic_file`` (a temporary file, fsynced, renamed into place, the folder
 fsynced), so a crash mid-write never leaves a truncated checkpoint that a resume would
-pick. Only the newest ``keep_last`` are kept.
+pick. Only the newest ``keep_last`` are kept. A hard kill mid-write (SIGKILL, the OOM killer)
+leaves the temporary file behind, as large as the part written; the resume and every save
+delete such leftovers (``remove_leftovers``), so repeated kills do not fill the disk.
 
 Not Lightning Fabric's ``save``: it serialises the whole checkpoint into memory first and
 then copies that buffer once more (``_atomic_save``), so a 1.6 GB checkpoint of the 135M
@@ -25,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from nemo_coreward.io.atomic import atomic_file
+from nemo_coreward.embedded import killpoint
+from nemo_coreward.io.atomic import atomic_file, leftover_temporaries
 
 _NAME = re.compile(r"^step_(\d{6,})\.ckpt$")
 
@@ -72,18 +75,29 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+def remove_leftovers(run_dir: Path) -> list[Path]:
+    """Delete the temporary files of checkpoint writes that a kill cut short; return them.
+    A run is the only writer of its checkpoints, so no such file is still being written."""
+    found = leftover_temporaries(checkpoint_dir(run_dir), "step_*.ckpt")
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
+
+
 def save(run_dir: Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
     """Write ``state`` for ``step`` atomically, then prune to the newest ``keep_last``.
 
     Objects with a ``state_dict`` (modules, optimiser, scheduler, cursor) are stored as
-    their state dicts; everything else as is.
+    their state dicts; everything else as is. Leftovers of killed writes go first, so
+    their space is free before the new file is written.
     """
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(run_dir)
     path = folder / f"step_{step:06d}.ckpt"
     payload = {k: v.state_dict() if hasattr(v, "state_dict") else v for k, v in state.items()}
     with atomic_file(path, "wb") as f:
-        torch.save(payload, f)
+        torch.save(payload, killpoint.torn(f, "checkpoint", step))
     for _, old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
         old.unlink(missing_ok=True)
     return path

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nemo_coreward.embedded import killpoint
 from nemo_coreward.io.atomic import atomic_write
 from nemo_coreward.io.jsonl import JsonlError, append_jsonl, cut_after, read_jsonl
 
@@ -65,8 +66,9 @@ class RunLog:
             self._tb = SummaryWriter(str(path / "tb"))
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
-        append_jsonl(self.path / "metrics.jsonl",
-                     [{"step": step, **{k: _clean(v) for k, v in values.items()}}])
+        row = {"step": step, **{k: _clean(v) for k, v in values.items()}}
+        killpoint.tear_row(self.path / "metrics.jsonl", row, "metrics", step)
+        append_jsonl(self.path / "metrics.jsonl", [row])
         if self._tb is not None:
             for key, value in values.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):

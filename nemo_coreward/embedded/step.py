@@ -4,6 +4,8 @@ draw pairs -> policy rollouts -> [teacher averaging -> teacher rollouts] -> rewa
 advantages -> update; each phase timed into the step's metrics (``time/...``). Signals
 that arrive while weights change are held until the step is complete (``SignalHold``),
 so an interruption always leaves a state that can be checkpointed.
+
+``Step`` takes the run's ``session.Session``; the helpers below it take only what they use.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from nemo_coreward.embedded import checkpoint
+from nemo_coreward.embedded import checkpoint, killpoint
 from nemo_coreward.embedded.data import Prompt, prompts_for
 from nemo_coreward.embedded.prompts import render
 from nemo_coreward.embedded.rollout import DTYPES, Rollouts, encode_prompts, sample
@@ -27,8 +29,10 @@ from nemo_coreward.reward import ScoredBatch, reward_spec
 from nemo_coreward.rl import ema_update_
 
 if TYPE_CHECKING:
-    from nemo_coreward.embedded.config import TrainConfig
-    from nemo_coreward.embedded.trainer import Session
+    from nemo_coreward.embedded.config import ScheduleConfig, TrainConfig
+    from nemo_coreward.embedded.prompts import PromptConfig
+    from nemo_coreward.embedded.rollout import SamplingConfig
+    from nemo_coreward.embedded.session import Session
 
 
 def generation_dtype(cfg: TrainConfig) -> torch.dtype:
@@ -47,20 +51,10 @@ def make_generator(raw_policy: torch.nn.Module, dtype: torch.dtype) -> torch.nn.
     return copy.deepcopy(raw_policy).to(dtype).eval().requires_grad_(False)
 
 
-def refresh_generator(s: Session) -> None:
-    """Copy the updated weights into the policy's sampling copy, so every step samples
-    on-policy."""
-    _copy_into(s.generator, s.raw_policy)
-
-
-def refresh_samplers(s: Session) -> None:
-    """Both sampling copies, after a checkpoint restored the policy and the teacher."""
-    refresh_generator(s)
-    if s.teacher_sampler is not None:
-        _copy_into(s.teacher_sampler, s.reference)
-
-
-def _copy_into(copy: torch.nn.Module, source: torch.nn.Module) -> None:
+def refresh_copy(copy: torch.nn.Module, source: torch.nn.Module) -> None:
+    """Copy ``source``'s weights into its sampling copy (``make_generator``; nothing to do
+    when that is ``source`` itself): after every update and teacher averaging, so every
+    step samples on-policy, and after a checkpoint restored ``source``."""
     if copy is not source:
         with torch.no_grad():
             copy.load_state_dict(source.state_dict())
@@ -126,10 +120,11 @@ class Step:
             batch = [s.pairs[i] for i in s.cursor.next(cfg.data.pairs_per_step)]
             drawn = prompts_for(batch, cfg.data)
             prompts = [p for p in drawn if spec.policy_rolls_out(p.side)]
-            ids, mask = self._encode(prompts)
+            ids, mask = _encode(s.tokenizer, prompts, cfg.prompt, cfg.rollout, s.fabric.device)
             with timed(times, "generate"):
                 rollouts = sample(s.generator, s.tokenizer, ids, mask, cfg.rollout,
                                   token_stats=spec.needs_token_stats)
+                killpoint.maybe_die("generate", self.step)
             teacher, extra = None, {}
             if spec.needs_teacher:
                 with timed(times, "teacher"):
@@ -148,21 +143,16 @@ class Step:
                                        cfg.loss_config(),
                                        cfg.update, cfg.optim.grad_clip, s.reference,
                                        autocast, sides=sides)
+                killpoint.maybe_die("update", self.step)
                 lr = s.optimizer.param_groups[0]["lr"]
                 s.scheduler.step()
-                refresh_generator(s)
+                refresh_copy(s.generator, s.raw_policy)
         lengths = rollouts.response_mask.sum(-1).float()
         metrics = {**scored.metrics, **losses, **extra, **times, "lr": lr,
                    "adv_abs_mean": float(adv.abs().mean()),
                    "response_length": float(lengths.mean()),
                    "tokens_per_s": rollouts.num_tokens / max(times["time/generate"], 1e-9)}
-        return metrics, self._samples(prompts, rollouts, scored)
-
-    def _encode(self, prompts: list[Prompt]) -> tuple[torch.Tensor, torch.Tensor]:
-        s, cfg = self.s, self.s.cfg
-        return encode_prompts(s.tokenizer, render(s.tokenizer, [p.text for p in prompts],
-                                                  cfg.prompt),
-                              cfg.rollout.max_prompt_tokens, s.fabric.device)
+        return metrics, sample_rows(self.step, prompts, rollouts, scored, cfg.train)
 
     def _teacher(self, prompts: list[Prompt]) -> tuple[list, dict[str, float]]:
         """Move the teacher towards the policy on update steps, then roll it out with the
@@ -176,26 +166,36 @@ class Step:
             self.hold.start()
             self.mutated = True
             ema_update_(s.reference, s.raw_policy, alpha)
-            _copy_into(s.teacher_sampler, s.reference)
+            refresh_copy(s.teacher_sampler, s.reference)
             extra["teacher_alpha"] = alpha
-        ids, mask = self._encode(prompts)
+        ids, mask = _encode(s.tokenizer, prompts, cfg.prompt, cfg.rollout, s.fabric.device)
         out = sample(s.teacher_sampler, s.tokenizer, ids, mask, cfg.rollout)
         return to_rollouts(prompts, out), extra
 
-    def _samples(self, prompts: list[Prompt], r: Rollouts, scored: ScoredBatch) -> list[dict]:
-        cfg = self.s.cfg.train
-        if not cfg.sample_every or self.step % cfg.sample_every:
-            return []
-        rows: dict[str, dict] = {}
-        for q, p in enumerate(prompts):
-            if p.pair_id not in rows and len(rows) == cfg.sample_pairs:
-                continue
-            row = rows.setdefault(p.pair_id, {"step": self.step, "pair_id": p.pair_id,
-                                              "answer": p.answer, "sides": []})
-            scores = scored.scores[q * r.n:(q + 1) * r.n]
-            row["sides"].append({
-                "side": p.side, "question": p.text,
-                "responses": [{"text": t, "answer": sc.answer, "label": sc.label,
-                               "reward": sc.reward, "failure": sc.failure}
-                              for t, sc in zip(r.texts[q * r.n:(q + 1) * r.n], scores)]})
-        return list(rows.values())
+
+def _encode(tokenizer: Any, prompts: list[Prompt], prompt: PromptConfig,
+            rollout: SamplingConfig, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render ``prompts`` with the chat template and tokenise them, left-padded."""
+    return encode_prompts(tokenizer, render(tokenizer, [p.text for p in prompts], prompt),
+                          rollout.max_prompt_tokens, device)
+
+
+def sample_rows(step: int, prompts: list[Prompt], r: Rollouts, scored: ScoredBatch,
+                cfg: ScheduleConfig) -> list[dict]:
+    """The ``samples.jsonl`` rows of ``step``: every ``train.sample_every`` steps, the
+    first ``train.sample_pairs`` pairs, each side with its responses and their scores."""
+    if not cfg.sample_every or step % cfg.sample_every:
+        return []
+    rows: dict[str, dict] = {}
+    for q, p in enumerate(prompts):
+        if p.pair_id not in rows and len(rows) == cfg.sample_pairs:
+            continue
+        row = rows.setdefault(p.pair_id, {"step": step, "pair_id": p.pair_id,
+                                          "answer": p.answer, "sides": []})
+        scores = scored.scores[q * r.n:(q + 1) * r.n]
+        row["sides"].append({
+            "side": p.side, "question": p.text,
+            "responses": [{"text": t, "answer": sc.answer, "label": sc.label,
+                           "reward": sc.reward, "failure": sc.failure}
+                          for t, sc in zip(r.texts[q * r.n:(q + 1) * r.n], scores)]})
+    return list(rows.values())

@@ -1,10 +1,10 @@
 """The embedded trainer: label-free GRPO (Co-Reward and friends) on one machine.
 
-``setup(cfg)`` builds everything a run needs and returns it as one named record;
-``train(cfg)`` reads top to bottom: evaluate before, then per step (``step.Step``)
-draw pairs -> policy rollouts -> [teacher update -> teacher rollouts] -> rewards ->
-advantages -> update, [held-out evaluation every ``eval.every`` steps], logging, the
-collapse alarm (which may end the run, ``alarm.stop``) and checkpointing as configured,
+``session.setup(cfg)`` builds everything a run needs and returns it as one named record
+(``Session``); ``train(cfg)`` reads top to bottom: evaluate before, then per step
+(``step.Step``) draw pairs -> policy rollouts -> [teacher update -> teacher rollouts] ->
+rewards -> advantages -> update, [held-out evaluation every ``eval.every`` steps], logging,
+the collapse alarm (which may end the run, ``alarm.stop``) and checkpointing as configured,
 then export and evaluate after. Each phase is timed into the step's metrics
 (``time/...``).
 
@@ -16,67 +16,18 @@ the CPU demo's token mean over both sides, or the official sum of a token mean p
 """
 from __future__ import annotations
 
-import copy
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from nemo_coreward.embedded import checkpoint
-from nemo_coreward.embedded.config import TrainConfig, to_yaml
-from nemo_coreward.embedded.data import PairCursor, Prompt, check_twins, load_pairs
-from nemo_coreward.embedded.evaluate import eval_prompts, evaluate, heldout_pairs
-from nemo_coreward.embedded.model import load_causal_lm, load_tokenizer, model_dir
-from nemo_coreward.embedded.optim import build_optimizer, build_scheduler
-from nemo_coreward.embedded.rundir import RunLog, new_run_dir, read_metrics
-from nemo_coreward.embedded.scoring import Scorer
-from nemo_coreward.embedded.step import (
-    SignalHold,
-    Step,
-    generation_dtype,
-    make_generator,
-    refresh_samplers,
-    timed,
-)
-from nemo_coreward.heap import keep_freed_memory
-from nemo_coreward.io import atomic_write
-from nemo_coreward.reward import reward_spec
+from nemo_coreward.embedded import checkpoint, killpoint
+from nemo_coreward.embedded.config import TrainConfig
+from nemo_coreward.embedded.evaluate import evaluate
+from nemo_coreward.embedded.rundir import read_metrics
+from nemo_coreward.embedded.session import Session, save_checkpoint, setup
+from nemo_coreward.embedded.step import SignalHold, Step, timed
 from nemo_coreward.reward.alarm import AlarmResult, AlarmWatch
-
-
-@dataclass
-class Session:
-    """Everything ``setup`` built. ``policy`` is Fabric's wrapper (training forwards);
-    ``raw_policy`` the module itself (teacher averaging, export); ``generator`` the
-    weights rollouts and evaluation sample from: ``raw_policy`` itself, or a copy in
-    ``rollout.dtype`` refreshed after every update. ``reference`` is the KL reference,
-    which is the teacher for Co-rewarding-II rewards: float32, so that averaging at
-    alpha <= 0.01 does not round away. ``teacher_sampler`` is what teacher rollouts sample
-    from: the teacher itself, or its copy in ``rollout.dtype`` refreshed after every
-    averaging, as for the policy."""
-
-    cfg: TrainConfig
-    run_dir: Path
-    log: RunLog
-    fabric: Any
-    tokenizer: Any
-    policy: Any
-    raw_policy: torch.nn.Module
-    generator: torch.nn.Module
-    reference: torch.nn.Module | None
-    teacher_sampler: torch.nn.Module | None
-    teacher_moves: bool
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    pairs: list
-    cursor: PairCursor
-    scorer: Scorer
-    eval_prompts: list[Prompt]
-    start_step: int = 0
-    evals: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -101,94 +52,6 @@ class Interrupted(KeyboardInterrupt):
         self.checkpoint = checkpoint
 
 
-def _fabric(cfg: TrainConfig) -> Any:
-    from lightning_fabric import Fabric
-
-    # A single-process run on a machine that has SLURM installed is not a SLURM job.
-    warnings.filterwarnings("ignore", message="The `srun` command is available")
-
-    device = cfg.model.resolved_device()
-    accelerator = "cuda" if device.startswith("cuda") else "cpu"
-    devices: Any = [int(device.split(":")[1])] if ":" in device else 1
-    return Fabric(accelerator=accelerator, devices=devices,
-                  precision=cfg.model.resolved_precision())
-
-
-def setup(cfg: TrainConfig) -> Session:
-    from lightning_fabric.utilities.seed import seed_everything
-
-    if cfg.model.keep_heap:
-        keep_freed_memory()
-    if cfg.model.threads:
-        torch.set_num_threads(cfg.model.threads)
-    seed_everything(cfg.seed, verbose=False)
-    fabric = _fabric(cfg)
-    spec = reward_spec(cfg.reward.name)
-    pairs = load_pairs(cfg.data, cfg.seed)
-    check_twins(pairs, cfg.data, spec.needs_twins)
-    path = model_dir(cfg.model)
-    tokenizer = load_tokenizer(path)
-    raw_policy = load_causal_lm(path, cfg.model)
-
-    # The run directory is made only once data and model have loaded: a bad data.path or
-    # model.path must not leave an empty run behind for `resume=true` to pick.
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else new_run_dir(cfg.output_root, cfg.name)
-    resume_from = checkpoint.latest_checkpoint(run_dir) if cfg.resume else None
-    log = RunLog(run_dir)
-    resolved = cfg if cfg.run_dir else _with_run_dir(cfg, run_dir)
-    atomic_write(run_dir / "config.yaml", to_yaml(resolved))
-    reference = None
-    if cfg.kl.needs_reference or spec.needs_teacher:
-        reference = copy.deepcopy(raw_policy).eval().requires_grad_(False)
-        reference = fabric.to_device(reference)
-    optimizer = build_optimizer(raw_policy.parameters(), cfg.optim)
-    policy, optimizer = fabric.setup(raw_policy, optimizer)
-    generator = make_generator(raw_policy, generation_dtype(cfg))
-    teacher_sampler = make_generator(reference, generation_dtype(cfg)) \
-        if spec.needs_teacher else None
-    scheduler = build_scheduler(optimizer, cfg.optim, cfg.train.steps)
-    records = heldout_pairs(cfg.eval, cfg.data, cfg.seed) if cfg.eval.enabled else []
-    s = Session(
-        cfg=cfg, run_dir=run_dir, log=log, fabric=fabric, tokenizer=tokenizer, policy=policy,
-        raw_policy=raw_policy, generator=generator, reference=reference,
-        teacher_sampler=teacher_sampler,
-        teacher_moves=spec.needs_teacher and cfg.teacher.enabled, optimizer=optimizer,
-        scheduler=scheduler, pairs=pairs,
-        cursor=PairCursor(len(pairs), cfg.seed, cfg.data.shuffle), scorer=Scorer(cfg.reward),
-        eval_prompts=eval_prompts(records, cfg.data.max_rephrasings),
-    )
-    s.evals = log.read_json("eval.json") or {}
-    if resume_from is not None:
-        rest = checkpoint.load(resume_from, _state(s))
-        checkpoint.set_rng_state(rest["rng"])
-        s.start_step = int(rest["step"])
-        refresh_samplers(s)
-    # Rows past the checkpoint (or all rows, when a rerun finds none) are redone now.
-    log.truncate_after(s.start_step)
-    return s
-
-
-def _with_run_dir(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
-    import dataclasses
-
-    return dataclasses.replace(cfg, run_dir=str(run_dir))
-
-
-def _state(s: Session) -> dict[str, Any]:
-    """Objects a checkpoint restores in place (the unwrapped ones, not Fabric's wrappers)."""
-    optimizer = getattr(s.optimizer, "optimizer", s.optimizer)
-    state: dict[str, Any] = {"model": s.raw_policy, "optimizer": optimizer,
-                             "scheduler": s.scheduler, "cursor": s.cursor}
-    if s.teacher_moves:
-        state["teacher"] = s.reference
-    return state
-
-
-def _save(s: Session, step: int, rng: dict, cursor: dict) -> Path:
-    state = {**_state(s), "step": step, "rng": rng, "cursor": cursor}
-    return checkpoint.save(s.run_dir, step, state, s.cfg.train.keep_last)
-
-
 def _evaluate(s: Session) -> dict[str, float]:
     cfg = s.cfg
     return evaluate(s.generator, s.tokenizer, s.eval_prompts, cfg.prompt, cfg.rollout,
@@ -200,6 +63,17 @@ def _heldout_metrics(e: dict[str, float]) -> dict[str, float]:
     """A held-out evaluation as the step metrics the report and the alarm read."""
     return {"heldout_accuracy": e["accuracy"], "heldout_boxed_rate": e["boxed_rate"],
             "heldout_twin_agreement": e["twin_agreement"]}
+
+
+def _logged_row(s: Session) -> dict[str, Any]:
+    """The metrics of the row of the step the run resumes after (NaN where the row holds
+    null), or {} for a fresh run. A run killed after its last row (exporting, evaluating)
+    has no step left when rerun: its rerun still exports and evaluates, and reports this
+    row, as the uninterrupted run reported the same step's metrics."""
+    rows = read_metrics(s.run_dir) if s.start_step else []
+    if not rows or rows[-1].get("step") != s.start_step:
+        return {}
+    return {k: float("nan") if v is None else v for k, v in rows[-1].items() if k != "step"}
 
 
 def _postfix(m: dict[str, float]) -> dict[str, str]:
@@ -246,7 +120,7 @@ def train(cfg: TrainConfig, on_step_end: Callable[[int, dict], None] | None = No
         s.log.write_json("eval.json", s.evals)
     if "before" in s.evals:
         echo(f"held-out before: {_describe(s.evals['before'])}")
-    metrics: dict = {}
+    metrics = _logged_row(s)  # the result if no step is left (a late kill, a stopped run)
     step = saved_at = s.start_step
     current: Step | None = None
     hold = SignalHold()
@@ -273,7 +147,7 @@ def train(cfg: TrainConfig, on_step_end: Callable[[int, dict], None] | None = No
             stopped = _check_alarm(s, watch, echo, {"step": step, **metrics})
             every = cfg.train.checkpoint_every
             if (every and step % every == 0) or stopped:
-                _save(s, step, checkpoint.rng_state(), s.cursor.state_dict())
+                save_checkpoint(s, step, checkpoint.rng_state(), s.cursor.state_dict())
                 saved_at = step
             current = None
             hold.release()
@@ -286,9 +160,9 @@ def train(cfg: TrainConfig, on_step_end: Callable[[int, dict], None] | None = No
         bar.close()
         path = None
         if current is None and step > saved_at:  # between steps: the state is step's
-            path = _save(s, step, checkpoint.rng_state(), s.cursor.state_dict())
+            path = save_checkpoint(s, step, checkpoint.rng_state(), s.cursor.state_dict())
         elif current is not None and not current.mutated and step - 1 > saved_at:
-            path = _save(s, step - 1, current.rng, current.cursor)  # roll back to its start
+            path = save_checkpoint(s, step - 1, current.rng, current.cursor)  # the step's start
         path = path or checkpoint.latest_checkpoint(s.run_dir)
         s.log.close()
         raise Interrupted(path) from None
@@ -305,6 +179,7 @@ def train(cfg: TrainConfig, on_step_end: Callable[[int, dict], None] | None = No
         else:
             echo(f"evaluating the trained policy on {len(s.eval_prompts)} held-out prompts "
                  "(greedy)")
+            killpoint.maybe_die("final_eval", step)
             s.evals["after"] = _evaluate(s)
         s.log.write_json("eval.json", s.evals)
         echo(f"held-out after:  {_describe(s.evals['after'])}")

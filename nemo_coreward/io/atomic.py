@@ -5,6 +5,10 @@ directory JSON, checkpoints, teacher snapshots) goes through here. The data is w
 temporary file in the target's folder, flushed and fsynced, renamed over the target, and the
 folder is fsynced too: without the first fsync a power loss after the rename can leave an
 empty file under the new name, without the second the rename itself can be lost.
+
+A process killed mid-write (SIGKILL, the OOM killer) leaves its temporary file behind,
+named ``.<target name>.<random>.tmp``; ``leftover_temporaries`` finds such files so that
+a writer that knows it is alone in a folder (a run's checkpoints) can delete them.
 """
 from __future__ import annotations
 
@@ -31,6 +35,19 @@ def fsync_dir(folder: str | os.PathLike) -> None:
         os.close(fd)
 
 
+_TEMP_SUFFIX = ".tmp"
+
+
+def leftover_temporaries(folder: str | os.PathLike, pattern: str = "*") -> list[Path]:
+    """Temporary files of ``atomic_file`` in ``folder`` whose target's name matches the glob
+    ``pattern``: the leftovers of writers killed mid-write, or of writers still writing.
+    Deleting them is only safe for a caller that knows no other process writes there."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(f".{pattern}.*{_TEMP_SUFFIX}") if p.is_file())
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary file that replaces ``path`` when the block ends without error.
@@ -43,7 +60,8 @@ def atomic_file(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
         raise ValueError(f"atomic_file: mode must be 'w' or 'wb', got {mode!r}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=_TEMP_SUFFIX,
+                               dir=target.parent)
     try:
         kwargs = {"encoding": "utf-8"} if mode == "w" else {}
         with os.fdopen(fd, mode, **kwargs) as fh:

@@ -265,8 +265,8 @@ def test_the_alarm_with_default_thresholds_sees_a_collapse_and_not_learning(
 
 def test_teacher_rollouts_sample_from_a_copy_that_follows_the_averaged_teacher(tiny_model_dir,
                                                                               tmp_path):
+    from nemo_coreward.embedded.session import setup
     from nemo_coreward.embedded.step import SignalHold, Step
-    from nemo_coreward.embedded.trainer import setup
 
     s = setup(_cfg(tiny_model_dir, tmp_path, "reward.name=co_rewarding_ii", "teacher.alpha=0.5",
                    "model.precision=bf16-mixed", "rollout.dtype=bfloat16", "eval.enabled=false"))
@@ -283,3 +283,26 @@ def test_teacher_rollouts_sample_from_a_copy_that_follows_the_averaged_teacher(t
         moved |= not torch.equal(value, before[key])
     assert moved
     s.log.close()
+
+
+def test_a_rerun_with_no_step_left_exports_evaluates_and_reports_the_last_row(tiny_model_dir,
+                                                                             tmp_path):
+    """A run killed after its last row (while exporting or evaluating) is finished by its
+    rerun, whose result is that row's metrics, as the uninterrupted run's was."""
+    import shutil
+
+    common = [*MOVING, "train.export=true"]
+    first = train(_cfg(tiny_model_dir, tmp_path, *common), echo=lambda _: None)
+    shutil.rmtree(first.run_dir / "final")  # killed while exporting: no final/, no "after"
+    evals = json.loads((first.run_dir / "eval.json").read_text())
+    (first.run_dir / "eval.json").write_text(json.dumps({"before": evals["before"]}))
+    logged: list[str] = []
+    again = train(_cfg(tiny_model_dir, tmp_path, *common, f"run_dir={first.run_dir}",
+                       "resume=true"), echo=logged.append)
+    assert again.last_step == 2 and again.metrics
+    # json.dumps: NaN metrics (no gold answers for pseudo_label_accuracy) compare equal
+    assert json.dumps(again.metrics, sort_keys=True) == json.dumps(first.metrics, sort_keys=True)
+    assert (first.run_dir / "final" / "config.json").is_file()
+    assert again.eval_after == first.eval_after
+    assert sum("evaluating the trained policy" in line for line in logged) == 1
+    assert [r["step"] for r in read_metrics(first.run_dir)] == [1, 2]

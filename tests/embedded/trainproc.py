@@ -10,12 +10,14 @@ from pathlib import Path
 from nemo_coreward.embedded.rundir import read_metrics
 
 
-def train_command(model_dir: Path, run: Path, steps: int, checkpoint_every: int) -> list[str]:
-    """The command line of a tiny run in ``run`` (no held-out evaluation, no export)."""
+def train_command(model_dir: Path, run: Path, steps: int, checkpoint_every: int,
+                  *overrides: str, evaluate: bool = False, export: bool = False) -> list[str]:
+    """The command line of a tiny run in ``run`` (by default no held-out evaluation and no
+    export, the slow parts of a tiny run)."""
     return [sys.executable, "-m", "nemo_coreward.cli", "train", "--config-name", "tiny",
             f"model.path={model_dir}", f"run_dir={run}", f"train.steps={steps}",
-            f"train.checkpoint_every={checkpoint_every}", "eval.enabled=false",
-            "train.export=false"]
+            f"train.checkpoint_every={checkpoint_every}", f"eval.enabled={str(evaluate).lower()}",
+            f"train.export={str(export).lower()}", *overrides]
 
 
 def wait_for_rows(proc: subprocess.Popen, run: Path, rows: int, timeout_s: float,
