@@ -1,4 +1,5 @@
-"""Shared stand-ins: a character tokenizer and scripted rollout batches."""
+"""Shared stand-ins: a character tokenizer, scripted rollout batches, and a real word-level
+Hugging Face tokenizer directory for preflight."""
 from __future__ import annotations
 
 import importlib.util
@@ -70,3 +71,15 @@ def entry_script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def save_word_tokenizer(path: Path, words: list[str]) -> None:
+    """A real Hugging Face fast tokenizer (one token per whitespace-separated word) saved
+    the way a model directory holds one: what AutoTokenizer loads, built here offline."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[UNK]", *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(str(path))

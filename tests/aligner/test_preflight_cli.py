@@ -17,6 +17,7 @@ import yaml
 from nemo_coreward.aligner import plan as P
 from nemo_coreward.aligner.model_features import model_shape, read_model_config
 from nemo_coreward.aligner.preflight import main
+from tests.aligner.helpers import save_word_tokenizer
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 VARIANTS = sorted(p.stem for p in CONF.glob("gpt_grpo_coreward*.yaml"))
@@ -508,13 +509,11 @@ def test_nemo_duration_round_trips_what_nemo_aligners_timer_parses():
     assert P.parse_nemo_duration("01:02:30:07") == 95407
 
 
-def test_pairs_over_the_prompt_budget_are_not_counted(capsys, tmp_path, tokenizer_dir):
+def test_pairs_over_the_prompt_budget_are_not_counted(capsys, tmp_path):
     """With a local tokenizer, preflight tokenises the records as the entry script does and
     counts only the pairs it keeps: the schedule is sized from the pairs the run sees."""
-    import shutil
-
     hf = tmp_path / "Llama-3.1-8B-Instruct"
-    shutil.copytree(tokenizer_dir, hf)
+    save_word_tokenizer(hf, ["one", "Short.", "What", "is", "Add", "to"])
     config = {**HF_CONFIG_OF["gpt_grpo_coreward_llama31_8b"], "model_type": "llama",
               "rope_theta": 500000.0}  # what AutoTokenizer reads of a real config.json
     (hf / "config.json").write_text(json.dumps(config))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.aligner.helpers import save_word_tokenizer
 from tests.aligner.test_preflight_cli import LLAMA31_8B, make_nemo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +90,7 @@ def job(tmp_path):
         (stubs / name).write_text(text)
         (stubs / name).chmod(0o755)
     hf = tmp_path / "Llama-3.1-8B-Instruct"
-    hf.mkdir()
+    save_word_tokenizer(hf, ["1+1?"])  # preflight counts the pairs with it
     train = tmp_path / "train.jsonl"
     train.write_text(
         "".join(
