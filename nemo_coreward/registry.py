@@ -7,12 +7,21 @@ This module imports nothing heavy (no torch) because the reward package shares i
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 F = TypeVar("F", bound=Callable[..., object])
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "check_name"]
+
+
+def check_name(key: str, value: object, valid: Iterable[str]) -> None:
+    """ValueError ``"<key> <value> unknown; valid: a, b"`` unless ``value`` is one of
+    ``valid`` (a ``Registry``, whose names iterate sorted, or a tuple of choices): the one
+    wording of a config key naming something that does not exist."""
+    names = tuple(valid)
+    if value not in names:
+        raise ValueError(f"{key} {value!r} unknown; valid: {', '.join(names)}")
 
 
 class Registry(Generic[F]):

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nemo_coreward.registry import check_name
 from nemo_coreward.reward import RewardConfig, reward_spec
 from nemo_coreward.reward.alarm import AlarmSection
 from nemo_coreward.rl import (
@@ -89,9 +90,7 @@ class AlignerLossSection(LossSection):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.truncated not in TRUNCATED_MODES:
-            raise ValueError(f"loss.truncated {self.truncated!r} unknown; valid: "
-                             f"{', '.join(TRUNCATED_MODES)}")
+        check_name("loss.truncated", self.truncated, TRUNCATED_MODES)
 
 
 @dataclass(frozen=True)

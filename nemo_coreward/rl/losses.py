@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from nemo_coreward.registry import Registry
+from nemo_coreward.registry import Registry, check_name
 from nemo_coreward.rl.advantages import expand_to_tokens
 
 AGGREGATIONS: Registry[Callable[[Tensor, Tensor], Tensor]] = Registry("loss aggregation")
@@ -308,12 +308,8 @@ class LossConfig:
             raise ValueError(f"LossConfig.kl_coef must be finite and >= 0, got {self.kl_coef!r}")
         if not math.isfinite(self.entropy_coef):
             raise ValueError(f"LossConfig.entropy_coef must be finite, got {self.entropy_coef!r}")
-        if self.kl_type not in KL_PENALTIES:
-            raise ValueError(f"LossConfig.kl_type {self.kl_type!r} unknown; valid: "
-                             f"{', '.join(KL_PENALTIES.names())}")
-        if self.agg not in AGGREGATIONS:
-            raise ValueError(f"LossConfig.agg {self.agg!r} unknown; valid: "
-                             f"{', '.join(AGGREGATIONS.names())}")
+        check_name("LossConfig.kl_type", self.kl_type, KL_PENALTIES)
+        check_name("LossConfig.agg", self.agg, AGGREGATIONS)
 
 
 def compute_policy_loss(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from nemo_coreward.registry import check_name
 from nemo_coreward.rl.advantages import ADVANTAGES
 from nemo_coreward.rl.losses import AGGREGATIONS, KL_PENALTIES, LossConfig, _check_clip
 
@@ -30,9 +31,7 @@ class AdvantageSection:
     eps: float = 1e-6
 
     def __post_init__(self) -> None:
-        if self.estimator not in ADVANTAGES:
-            raise ValueError(f"advantage.estimator {self.estimator!r} unknown; valid: "
-                             f"{', '.join(ADVANTAGES.names())}")
+        check_name("advantage.estimator", self.estimator, ADVANTAGES)
         if not (0 <= self.eps < math.inf):
             raise ValueError(f"advantage.eps must be finite and >= 0, got {self.eps!r}")
 
@@ -49,13 +48,10 @@ class KLSection:
     type: str = "low_var_kl"
 
     def __post_init__(self) -> None:
-        if self.mode not in KL_MODES:
-            raise ValueError(f"kl.mode {self.mode!r} unknown; valid: {', '.join(KL_MODES)}")
+        check_name("kl.mode", self.mode, KL_MODES)
         if not (0 <= self.coef < math.inf):
             raise ValueError(f"kl.coef must be finite and >= 0, got {self.coef!r}")
-        if self.type not in KL_PENALTIES:
-            raise ValueError(f"kl.type {self.type!r} unknown; "
-                             f"valid: {', '.join(KL_PENALTIES.names())}")
+        check_name("kl.type", self.type, KL_PENALTIES)
 
     @property
     def needs_reference(self) -> bool:
@@ -86,9 +82,7 @@ class LossSection:
             _check_clip(self.clip_low, self.clip_high)
         except ValueError as err:
             raise ValueError(f"loss.{err}") from None
-        if self.agg not in AGGREGATIONS:
-            raise ValueError(f"loss.agg {self.agg!r} unknown; valid: "
-                             f"{', '.join(AGGREGATIONS.names())}")
+        check_name("loss.agg", self.agg, AGGREGATIONS)
 
 
 def loss_config(loss: LossSection, kl: KLSection, entropy_coef: float = 0.0) -> LossConfig:
