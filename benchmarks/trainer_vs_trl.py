@@ -19,16 +19,18 @@ the project's ``score_rollouts`` (Co-Reward, twins voting for each other). TRL k
 own defaults otherwise (gradient checkpointing, the "dapo" loss), as a user would run it.
 
 Each trainer runs in its own process (peak RSS is per process). A last process measures
-generation alone at the demo's batch against its FLOP floor (``_floor``). Reported: median step
-time over steps 2..N (step 1 carries one-off warm-up), generated tokens per second of
-step time, peak RSS, and the ratio ours / TRL. On a machine shared with other work, step
-times swing by 2x with the load; ``--repeats R`` alternates the two trainers R times and
-takes, for each, its fastest repeat (noise only ever adds time), so both are compared at
-their least disturbed. ``--rewards`` runs our trainer once per reward, at the same batch
-(both sides of every pair for every reward, so the policy's own work is equal) and reports
-each teacher reward's extra step time and peak memory against ``co_reward``: the teacher's
-rollouts, its weight averaging and its fp32 copy. Needs ``pip install trl -c
-constraints.txt`` (TRL 1.16 works with torch 2.13.0); ``--which ours`` does not.
+generation alone at the demo's batch against its FLOP floor (``_floor``) and against its
+matrix products run alone at the rows each decode step had (what small row counts cost).
+Reported: median step time over steps 2..N (step 1 carries one-off warm-up), generated
+tokens per second of step time, peak RSS, and the ratio ours / TRL. On a machine shared with
+other work, step times swing by 2x with the load; ``--repeats R`` alternates the two
+trainers R times and takes, for each, its fastest repeat (noise only ever adds time), so
+both are compared at their least disturbed. ``--rewards`` runs our trainer once per reward,
+at the same batch (both sides of every pair for every reward, so the policy's own work is
+equal) and reports each teacher reward's extra step time and peak memory against
+``co_reward``: the teacher's rollouts, its weight averaging and its fp32 copy. Needs ``pip
+install trl -c constraints.txt`` (TRL 1.16 works with torch 2.13.0); ``--which ours`` does
+not.
 """
 from __future__ import annotations
 
@@ -171,6 +173,27 @@ def _gemm_gflops(threads: int) -> float:
     return 2 * 2048 * 576 * 1536 / best / 1e9
 
 
+def _decode_matmuls_s(model, live_rows: list[int], repeats: int = 3) -> float:
+    """Seconds the decode loop's matrix products take run alone: for each decode step, every
+    linear layer of the model (LM head included) on as many rows as were still generating,
+    with the model's own weights, in order. The part of the FLOP floor that small row counts
+    cost: at 64 rows and fewer a GEMM runs well below its large-matrix rate."""
+    import torch
+
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    best = float("inf")
+    with torch.inference_mode():
+        xs = {rows: {w.shape[1]: torch.randn(rows, w.shape[1]) for w in weights}
+              for rows in set(live_rows)}
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for rows in live_rows:
+                for w in weights:
+                    torch.nn.functional.linear(xs[rows][w.shape[1]], w)
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
 def _floor(a: argparse.Namespace, out: Path) -> dict:
     """Generation at the demo's batch (conf/embedded/default.yaml: 8 pairs x 2 sides x 4
     rollouts, temperature 0.8, 40 new tokens) against its FLOP floor: 2 FLOPs per
@@ -196,13 +219,16 @@ def _floor(a: argparse.Namespace, out: Path) -> dict:
     runs = []
     for _ in range(3):
         start = time.perf_counter()
-        tokens = sample(model, tok, ids, mask, cfg.rollout).num_tokens
-        runs.append((time.perf_counter() - start, tokens))
+        r = sample(model, tok, ids, mask, cfg.rollout)
+        runs.append((time.perf_counter() - start, r.num_tokens, r.response_mask))
     gflops = _gemm_gflops(a.threads)
-    seconds, tokens = min(runs[1:], key=lambda r: r[0] / r[1])
+    seconds, tokens, rmask = min(runs[1:], key=lambda r: r[0] / r[1])
     floor = 2 * params * tokens / (gflops * 1e9)
+    # One forward per decode step after the first token, over the rows still generating.
+    live = [int(c) for c in rmask[:, 1:].sum(0) if int(c) > 0]
     return {"generate_s": seconds, "tokens": tokens, "sequences": len(prompts) * cfg.rollout.n,
-            "gemm_gflops": gflops, "floor_s": floor, "params": params}
+            "gemm_gflops": gflops, "floor_s": floor, "params": params,
+            "decode_matmuls_s": _decode_matmuls_s(model, live)}
 
 
 def _worker(a: argparse.Namespace) -> None:
@@ -303,11 +329,15 @@ def main() -> int:
             subprocess.run([sys.executable, __file__, *sys.argv[1:], "--worker", "floor",
                             "--json", f.name], check=True)
             floor = json.loads(Path(f.name).read_text())
+        mm = floor["decode_matmuls_s"]
         print(f"generation at the demo's batch ({floor['sequences']} sequences, float32): "
               f"{floor['generate_s']:.2f} s for {floor['tokens']} tokens; FLOP floor "
               f"{floor['floor_s']:.2f} s (2 x {floor['params'] / 1e6:.0f}M FLOPs per token at "
               f"{floor['gemm_gflops']:.0f} GFLOP/s, float32 GEMM measured here); "
-              f"ratio to the floor {floor['generate_s'] / floor['floor_s']:.2f}")
+              f"ratio to the floor {floor['generate_s'] / floor['floor_s']:.2f}; the decode's "
+              f"matrix products alone at its live row counts take "
+              f"{mm:.2f} s ({mm / floor['floor_s']:.2f} x the floor); the rest is attention, "
+              f"sampling and overhead")
     if a.out:
         Path(a.out).write_text(json.dumps({"args": vars(a), "results": results, "runs": runs,
                                            "generation_floor": floor}, indent=2))

@@ -5,6 +5,8 @@ skips the work ``generate`` repeats:
 - Shared prefill (``prefix.prefill``): the tokens every prompt starts with (template,
   system turn, one-shot example) run once per call, each prompt's own tail once per
   prompt, and the cache is repeated for the n rollouts.
+- Room for the whole response is reserved in the KV cache once (``kvcache.reserve``)
+  instead of every layer's cache being copied by concatenation at every token.
 - Finished sequences leave the batch: once a response has its EOS, its rows are dropped
   from the cache, so a step costs the sequences still running, not the longest one.
 - One uniform number per sequence per step (``sampler.draw``) instead of
@@ -31,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from nemo_coreward.embedded.kvcache import reserve
 from nemo_coreward.embedded.prefix import continue_from, last_positions, prefill, regroup, trim_left
 from nemo_coreward.embedded.sampler import draw, uniforms, warp
 from nemo_coreward.rl import masked_sequence_mean, token_entropy, token_self_certainty
@@ -190,6 +193,7 @@ def _decode(model: Any, prompt_ids: Tensor, prompt_mask: Tensor, cfg: SamplingCo
     eos_t = torch.tensor(eos, device=device)
     with autocast() if autocast else contextlib.nullcontext():
         cache, logits = prefill(model, ids, mask, repeats=n)
+        reserve(cache, max_new)
         logits = logits[:, -1]
         attn = mask.repeat_interleave(n, 0)
         pos = last_positions(mask, n)
