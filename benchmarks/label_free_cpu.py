@@ -277,6 +277,9 @@ def run_all(arms: Sequence[str], seeds: Sequence[int], budget: Budget, out: Path
             done = load_finished(out, seed, arm, budget)
             if done is not None:
                 print(f"[seed {seed} {arm}] finished earlier", flush=True)
+                if Path(done.get("run_dir", "")).joinpath("metrics.jsonl").is_file():
+                    # Recomputed from the run's rows: the alarm's verdict is this code's.
+                    done["training"] = training_summary(Path(done["run_dir"]))
             results.setdefault(seed, {})[arm] = done or runner(arm, seed, budget, out, model)
     return results
 

@@ -284,8 +284,11 @@ def alarm_rules_text(alarm: AlarmConfig) -> str:
                  f"above {alarm.twin_key}",
     }
     chosen = "; ".join(rules[r] for r in alarm.rules)
+    noise = (f" A fall or widening of {', '.join(alarm.counted_keys)} must also exceed "
+             f"{alarm.noise_z:g} standard errors of its sampling noise ({alarm.count_key} "
+             "labels per point)." if alarm.noise_z > 0 and alarm.counted_keys else "")
     return (f"Rules, over {alarm.window}-step means, each holding at {alarm.patience} points "
-            f"in a row: {chosen}.")
+            f"in a row: {chosen}.{noise}")
 
 
 def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path,

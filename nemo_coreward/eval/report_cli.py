@@ -30,6 +30,8 @@ def _parser() -> CommandParser:
     p.add_argument("--alarm-rules", default=",".join(d.rules),
                    help="comma-separated subset of drop,gap,split (docs/evaluation.md)")
     p.add_argument("--alarm-patience", type=int, default=d.patience)
+    p.add_argument("--alarm-noise-z", type=float, default=d.noise_z,
+                   help="standard errors of label noise a fall must exceed (0: off)")
     p.add_argument("--fail-on-alarm", action="store_true")
     return p
 
@@ -46,7 +48,7 @@ def main(argv: list[str]) -> int:
                             majority_rise=args.alarm_majority_rise, gap=args.alarm_gap,
                             gap_rise=args.alarm_gap_rise, split=args.alarm_split,
                             rules=tuple(r for r in args.alarm_rules.split(",") if r),
-                            patience=args.alarm_patience)
+                            patience=args.alarm_patience, noise_z=args.alarm_noise_z)
         page = write_report(args.runs, args.out, alarm, smooth=args.smooth, title=args.title)
     except (ValueError, FileNotFoundError) as exc:
         print(f"coreward report: {exc}", file=sys.stderr)

@@ -34,6 +34,16 @@ earlier point with the smallest ``G`` (the first on ties); ``split`` checks
 first step where its condition has held at ``patience`` consecutive points of its series;
 each series is checked on its own and the earliest firing wins.
 
+Sampling noise. An accuracy over a few labels per step moves by chance: 10 pseudo labels per
+step, a peak at step 1 (one point, 10 labels) and a 5-step mean (50 labels) differ by more
+than 0.1 about one time in three when nothing changed. For a series whose rows say how many
+labels each point averages (``counted_keys``, the count in ``count_key``: the number of
+groups voted on), the fall of ``drop`` and the widening of ``gap`` must also exceed
+``noise_z`` standard errors of the difference of the two accuracies compared,
+``z * sqrt(p (1 - p) (1/N1 + 1/N2))`` with ``N`` the labels behind each smoothed value and
+``p`` their pooled accuracy: the two-proportion test. A series without counts (held-out
+accuracy: one evaluation per point) keeps the fixed thresholds alone.
+
 Differences in absolute units (accuracies and ratios are in [0, 1]). Missing series are
 skipped: no majority ratio, or no series with enough points, means no alarm and a reason
 saying why. Pure function over plain numbers: both trainers call it after each step on
@@ -78,10 +88,16 @@ class AlarmConfig:
     split: float = 0.50
     patience: int = 2
     min_points: int = 2
+    noise_z: float = 2.0
+    counted_keys: tuple[str, ...] = ("pseudo_label_accuracy",)
+    count_key: str = "n_groups"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "accuracy_keys", tuple(self.accuracy_keys))
         object.__setattr__(self, "rules", tuple(self.rules))
+        object.__setattr__(self, "counted_keys", tuple(self.counted_keys))
+        if not self.noise_z >= 0:
+            raise ValueError(f"alarm.noise_z must be >= 0, got {self.noise_z}")
         if self.window < 1:
             raise ValueError(f"alarm.window must be >= 1, got {self.window}")
         if self.patience < 1:
@@ -174,6 +190,31 @@ def _smoothed(steps: list[int], points: Series, step: int, window: int) -> float
     return points[hi - 1][1] if hi else None
 
 
+class _Counts:
+    """Labels behind each smoothed accuracy of one series (the same points ``_smoothed``
+    averages), and the noise margin of a difference of two of them."""
+
+    def __init__(self, steps: list[int], counts: dict[int, float], z: float) -> None:
+        self.steps, self.z = steps, z
+        self.counts = [counts.get(s) for s in steps]
+
+    def labels(self, step: int, window: int) -> float | None:
+        hi = bisect_right(self.steps, step)
+        lo = bisect_right(self.steps, step - window, 0, hi)
+        used = self.counts[lo:hi] if lo < hi else self.counts[hi - 1:hi]
+        if not used or any(c is None or c <= 0 for c in used):
+            return None
+        return float(sum(used))  # type: ignore[arg-type]
+
+    def margin(self, a1: float, s1: int, a2: float, s2: int, window: int) -> float:
+        """``z`` standard errors of ``a1 - a2`` (0 when a count is unknown)."""
+        n1, n2 = self.labels(s1, window), self.labels(s2, window)
+        if n1 is None or n2 is None or self.z == 0:
+            return 0.0
+        p = (a1 * n1 + a2 * n2) / (n1 + n2)
+        return self.z * math.sqrt(max(p * (1 - p), 0.0) * (1 / n1 + 1 / n2))
+
+
 class _Majority:
     """The smoothed majority ratio at any step; before its first point, the mean over its
     first ``window`` steps (the run's starting consensus, for accuracy measured at step 0)."""
@@ -187,7 +228,8 @@ class _Majority:
         return self.first if value is None else value
 
 
-def _check_drop(acc: Series, maj: _Majority, key: str, cfg: AlarmConfig) -> AlarmResult | None:
+def _check_drop(acc: Series, maj: _Majority, key: str, cfg: AlarmConfig, counts: _Counts
+                ) -> AlarmResult | None:
     """One pass over the accuracy points, the running peak kept as it goes, so the trainer
     can afford to re-check the whole run after every step."""
     steps = [s for s, _ in acc]
@@ -200,7 +242,9 @@ def _check_drop(acc: Series, maj: _Majority, key: str, cfg: AlarmConfig) -> Alar
             if m_now is None or m_peak is None:
                 held = 0
             else:
-                dropped = smooth_acc[best] - smooth_acc[i] >= cfg.accuracy_drop - 1e-12
+                need = max(cfg.accuracy_drop, counts.margin(
+                    smooth_acc[best], peak, smooth_acc[i], now, cfg.window))
+                dropped = smooth_acc[best] - smooth_acc[i] >= need - 1e-12
                 rose = m_now - m_peak >= cfg.majority_rise - 1e-12
                 held = held + 1 if (dropped and rose) else 0
                 if held >= cfg.patience:
@@ -216,26 +260,31 @@ def _check_drop(acc: Series, maj: _Majority, key: str, cfg: AlarmConfig) -> Alar
 
 
 def _check_gap(other: Series, maj: _Majority, key: str, cfg: AlarmConfig, rule: str,
-               threshold: float, rise: float | None) -> AlarmResult | None:
-    """``M(s) - X(s) >= threshold`` (and, with ``rise``, at least ``rise`` above the smallest
-    earlier difference) at ``patience`` consecutive points of ``X``; one pass."""
+               threshold: float, rise: float | None, counts: _Counts) -> AlarmResult | None:
+    """``M(s) - X(s) >= threshold`` (and, with ``rise``, at least ``rise`` and the noise
+    margin of ``X`` above the smallest earlier difference) at ``patience`` consecutive
+    points of ``X``; one pass."""
     steps = [s for s, _ in other]
+    smooth = [_smoothed(steps, other, s, cfg.window) for s in steps]
     gaps: list[float | None] = []
     held, low = 0, None  # low: index of the smallest difference so far
     for i, now in enumerate(steps):
-        x_now, m_now = _smoothed(steps, other, now, cfg.window), maj.at(now)
+        x_now, m_now = smooth[i], maj.at(now)
         gap = None if m_now is None or x_now is None else m_now - x_now
         gaps.append(gap)
         ok = gap is not None and i >= cfg.min_points - 1 and gap >= threshold - 1e-12
         if ok and rise is not None:  # widened, and by consensus rising, not accuracy falling
-            ok = (low is not None and gap - gaps[low] >= rise - 1e-12  # type: ignore[operator]
-                  and m_now - maj.at(steps[low]) >= cfg.majority_rise - 1e-12)  # type: ignore
+            ok = low is not None and m_now - maj.at(steps[low]) >= cfg.majority_rise - 1e-12  # type: ignore
+            if ok:
+                need = max(rise, counts.margin(smooth[low], steps[low], x_now, now,  # type: ignore
+                                               cfg.window))
+                ok = gap - gaps[low] >= need - 1e-12  # type: ignore[operator]
         held = held + 1 if ok else 0
         if held >= cfg.patience:
             base = steps[low] if rise is not None and low is not None else None
             return AlarmResult(
                 fired=True, step=now, rule=rule, accuracy_key=key, peak_step=base,
-                accuracy_peak=None if base is None else _smoothed(steps, other, base, cfg.window),
+                accuracy_peak=None if base is None else smooth[low],  # type: ignore[index]
                 accuracy_now=x_now, majority_at_peak=None if base is None else maj.at(base),
                 majority_now=m_now, reason=f"{cfg.majority_key} outgrew {key}",
             )
@@ -263,12 +312,15 @@ def collapse_alarm(
         if len(other) < config.min_points:
             continue
         checked.append(f"{rule}:{key}")
+        counted = dict(series(rows, config.count_key)) if key in config.counted_keys else {}
+        counts = _Counts([s for s, _ in other], counted, config.noise_z)
         if rule == "drop":
-            result = _check_drop(other, maj, key, config)
+            result = _check_drop(other, maj, key, config, counts)
         elif rule == "gap":
-            result = _check_gap(other, maj, key, config, rule, config.gap, config.gap_rise)
+            result = _check_gap(other, maj, key, config, rule, config.gap, config.gap_rise,
+                                counts)
         else:
-            result = _check_gap(other, maj, key, config, rule, config.split, None)
+            result = _check_gap(other, maj, key, config, rule, config.split, None, counts)
         if result is not None:
             fired.append(result)
     if fired:

@@ -226,11 +226,12 @@ def test_without_alarm_stop_the_alarm_only_warns(tiny_model_dir, tmp_path):
 
 
 # Per-step batch metrics laid over the tiny model's own (which carry no signal): a run whose
-# consensus outgrows its twins and its labels, and one whose twins and labels keep up.
+# consensus outgrows its twins and its labels, and one whose twins and labels keep up; both
+# with 16 labels per step (8 pairs x 2 sides), which sets the alarm's noise margin.
 COLLAPSING = {"majority_ratio": [0.4, 0.6, 0.8, 0.9], "twin_agreement": [0.3, 0.2, 0.2, 0.1],
-              "pseudo_label_accuracy": [0.5, 0.5, 0.5, 0.5]}
+              "pseudo_label_accuracy": [0.5, 0.5, 0.5, 0.5], "n_groups": [16.0] * 4}
 LEARNING = {"majority_ratio": [0.4, 0.6, 0.8, 0.9], "twin_agreement": [0.3, 0.5, 0.7, 0.8],
-            "pseudo_label_accuracy": [0.4, 0.6, 0.8, 0.9]}
+            "pseudo_label_accuracy": [0.4, 0.6, 0.8, 0.9], "n_groups": [16.0] * 4}
 
 
 @pytest.mark.parametrize("script, fires", [(COLLAPSING, True), (LEARNING, False)])
@@ -251,7 +252,9 @@ def test_the_alarm_with_default_thresholds_sees_a_collapse_and_not_learning(
     monkeypatch.setattr(scoring.Scorer, "score", scripted)
     # Window 1, patience 2, default thresholds. COLLAPSING: gap M - A = -0.1, 0.1, 0.3, 0.4
     # (>= 0.15 at steps 3 and 4, 0.4 and 0.5 above step 1's, consensus up 0.4 and 0.5) and
-    # M - T = 0.1, 0.4, 0.6, 0.8 (>= 0.5 at steps 3 and 4): both hold twice by step 4.
+    # M - T = 0.1, 0.4, 0.6, 0.8 (>= 0.5 at steps 3 and 4): both hold twice by step 4. The
+    # widenings 0.4 and 0.5 exceed two standard errors of 16 against 16 labels at p 0.5
+    # (2 * sqrt(0.25 * 2 / 16) = 0.354).
     result = train(_cfg(tiny_model_dir, tmp_path, "train.steps=4", "eval.enabled=false",
                         "alarm.window=1", "alarm.stop=true", "train.checkpoint_every=0"),
                    echo=lambda _: None)

@@ -161,7 +161,7 @@ def test_series_and_smoothed():
 @pytest.mark.parametrize("kwargs", [{"window": 0}, {"patience": 0}, {"accuracy_drop": 1.5},
                                     {"majority_rise": -0.1}, {"accuracy_keys": ()},
                                     {"min_points": 1}, {"gap": 2.0}, {"split": -0.5},
-                                    {"rules": ("drop", "slump")}])
+                                    {"rules": ("drop", "slump")}, {"noise_z": -1.0}])
 def test_config_validation(kwargs):
     with pytest.raises(ValueError):
         AlarmConfig(**kwargs)
@@ -401,3 +401,55 @@ def test_the_gap_and_split_checks_match_the_rules_written_out(seed):
         expected = (_reference_gap_step(other, maj, cfg, threshold, rise)
                     if len(other) >= cfg.min_points else None)
         assert collapse_alarm(r, replace(cfg, rules=(rule,))).step == expected, rule
+
+
+# `benchmarks/label_free_cpu.py --seeds 0,1,2 --precision 32-true`, seed 2, co_reward
+# (docs/results.md): 5 pairs x 2 sides, so 10 groups and 10 pseudo labels per step;
+# held-out greedy accuracy 56.2% -> 76.6%. Copied from its metrics.jsonl.
+CO_REWARD_FULL_SEED2 = {
+    "pseudo_label_accuracy": [0.8, 0.6, 0.6, 0.7, 0.6, 0.5, 0.6, 0.7, 0.6, 0.7, 0.6, 0.8],
+    "majority_ratio": [0.6, 0.425, 0.5, 0.6, 0.575, 0.575, 0.8, 0.725, 0.675, 0.725, 0.625,
+                       0.7],
+    "twin_agreement": [0.6, 0.4, 0.4, 0.6, 0.2, 0.4, 0.2, 0.4, 0.4, 0.4, 0.8, 0.8],
+    "n_groups": [10.0] * 12,
+}
+
+
+def test_a_drop_within_the_noise_of_ten_labels_per_step_does_not_fire():
+    r = rows(**CO_REWARD_FULL_SEED2)
+    # Without the noise margin the drop rule fired on this learning run: pseudo-label
+    # accuracy 0.80 at step 1 (one point) against 0.64 over steps 7-11, majority ratio
+    # 0.600 -> 0.710.
+    raw = collapse_alarm(r, AlarmConfig(noise_z=0))
+    assert (raw.fired, raw.rule, raw.step, raw.peak_step) == (True, "drop", 11, 1)
+    assert (raw.accuracy_peak, raw.accuracy_now) == pytest.approx((0.8, 0.64))
+    # With it: 10 labels against 50, pooled p = (8 + 32) / 60, two standard errors
+    # 2 * sqrt(p (1 - p) (1/10 + 1/50)) = 0.3266 > 0.16.
+    p = 40 / 60
+    assert 2 * (p * (1 - p) * (1 / 10 + 1 / 50)) ** 0.5 == pytest.approx(0.3266, abs=1e-4)
+    result = collapse_alarm(r)
+    assert not result.fired, result.summary()
+
+
+def test_the_noise_margin_is_the_two_proportion_standard_error():
+    # Unsmoothed, 20 labels per step: 0.9 then 0.6, a fall of 0.3 against a margin of
+    # z * sqrt(0.75 * 0.25 * (1/20 + 1/20)) = z * 0.13693.
+    acc, maj = [0.9, 0.6], [0.3, 0.6]
+    r = rows(pseudo_label_accuracy=acc, majority_ratio=maj, n_groups=[20.0] * 2)
+    cfg = AlarmConfig(window=1, patience=1, rules=("drop",), accuracy_drop=0.01)
+    assert collapse_alarm(r, replace(cfg, noise_z=2.19)).step == 2  # 0.2999 needed
+    assert not collapse_alarm(r, replace(cfg, noise_z=2.20)).fired  # 0.3012 needed
+    # A series without counts, or a key not counted, keeps the fixed threshold alone.
+    assert collapse_alarm(rows(pseudo_label_accuracy=acc, majority_ratio=maj),
+                          replace(cfg, noise_z=2.20)).fired
+    assert collapse_alarm(r, replace(cfg, noise_z=2.20, counted_keys=())).fired
+
+
+def test_the_recorded_majority_collapse_still_fires_with_its_label_counts():
+    # MAJORITY_SEED1 voted on 16 groups per step (8 pairs x 2 sides).
+    r = _recorded({**MAJORITY_SEED1, "n_groups": [16.0] * 16}, before=0.562, after=0.656)
+    assert (collapse_alarm(r).rule, collapse_alarm(r).step) == ("split", 13)
+    gap = collapse_alarm(r, AlarmConfig(rules=("gap",)))
+    # Widening 0.351 since step 1 (16 labels) against 80 labels at step 15: margin
+    # 2 * sqrt(p (1 - p) (1/16 + 1/80)), p = (0.56 * 16 + 0.638 * 80) / 96.
+    assert (gap.fired, gap.step, gap.peak_step) == (True, 15, 1)
