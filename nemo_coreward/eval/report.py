@@ -282,6 +282,8 @@ def alarm_rules_text(alarm: AlarmConfig) -> str:
                f"{alarm.majority_key} rose at least {alarm.majority_rise:.2f}",
         "split": f"**split** (label-free): {alarm.majority_key} at least {alarm.split:.2f} "
                  f"above {alarm.twin_key}",
+        "shared": f"**shared** (label-free): {alarm.shared_key} at least {alarm.shared:.2f} "
+                  "(the questions' majority answers collapsed onto one)",
     }
     chosen = "; ".join(rules[r] for r in alarm.rules)
     noise = (f" A fall or widening of {', '.join(alarm.counted_keys)} must also exceed "

@@ -27,8 +27,9 @@ def _parser() -> CommandParser:
     p.add_argument("--alarm-gap", type=float, default=d.gap)
     p.add_argument("--alarm-gap-rise", type=float, default=d.gap_rise)
     p.add_argument("--alarm-split", type=float, default=d.split)
+    p.add_argument("--alarm-shared", type=float, default=d.shared)
     p.add_argument("--alarm-rules", default=",".join(d.rules),
-                   help="comma-separated subset of drop,gap,split (docs/evaluation.md)")
+                   help="comma-separated subset of drop,gap,split,shared (docs/evaluation.md)")
     p.add_argument("--alarm-patience", type=int, default=d.patience)
     p.add_argument("--alarm-noise-z", type=float, default=d.noise_z,
                    help="standard errors of label noise a fall must exceed (0: off)")
@@ -47,6 +48,7 @@ def main(argv: list[str]) -> int:
         alarm = AlarmConfig(window=args.alarm_window, accuracy_drop=args.alarm_accuracy_drop,
                             majority_rise=args.alarm_majority_rise, gap=args.alarm_gap,
                             gap_rise=args.alarm_gap_rise, split=args.alarm_split,
+                            shared=args.alarm_shared,
                             rules=tuple(r for r in args.alarm_rules.split(",") if r),
                             patience=args.alarm_patience, noise_z=args.alarm_noise_z)
         page = write_report(args.runs, args.out, alarm, smooth=args.smooth, title=args.title)

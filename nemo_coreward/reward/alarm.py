@@ -16,6 +16,11 @@ Together they do. Three rules, each over smoothed series (``rules`` picks which 
   rephrasing have the same majority answer) by at least ``split``. A model that is right is
   right on both phrasings; one that is consistent on each phrasing but says different
   things on the two is consistent without being correct, which only twins can reveal.
+- ``shared``: needs no known answer either. The share of the step's questions answered
+  alike (``shared_answer_rate``: 0 when every question gets its own majority answer, 1
+  when all get the same) reaches ``shared``. A policy that gives one answer to every
+  question agrees with its twins on it, so ``split`` is blind to that collapse; different
+  questions rarely share an answer.
 
 Smoothing, for a series ``a`` given as metric rows (each with a ``step``): ``A(s)`` is the
 mean of the ``a`` points with step in ``(s - window, s]`` (the latest point at or before ``s``
@@ -30,7 +35,8 @@ first one on ties); the condition holds at ``s`` when ``A(p) - A(s) >= accuracy_
 ``M(s) - M(p) >= majority_rise``. The ``gap`` rule checks ``G(s) = M(s) - A(s) >= gap``,
 ``G(s) - G(q) >= gap_rise`` and ``M(s) - M(q) >= majority_rise`` at the same steps, ``q`` the
 earlier point with the smallest ``G`` (the first on ties); ``split`` checks
-``M(s) - T(s) >= split`` at the steps with a twin-agreement point. Every rule fires at the
+``M(s) - T(s) >= split`` at the steps with a twin-agreement point, ``shared`` checks
+``S(s) >= shared`` at the steps with a shared-answer point. Every rule fires at the
 first step where its condition has held at ``patience`` consecutive points of its series;
 each series is checked on its own and the earliest firing wins.
 
@@ -60,7 +66,7 @@ from dataclasses import dataclass, field, replace
 Series = list[tuple[int, float]]
 
 
-RULES = ("drop", "gap", "split")
+RULES = ("drop", "gap", "split", "shared")
 
 
 @dataclass(frozen=True)
@@ -72,13 +78,17 @@ class AlarmConfig:
     5-step mean held for 2 points does not fire on noise around a flat line. ``gap`` 0.15 and
     ``gap_rise`` 0.20 stay above the honest runs of docs/results.md, whose consensus and
     label accuracy rose together (gap at most 0.08); ``split`` 0.5 stays above their largest
-    within-phrasing versus across-phrasing difference (0.42). Scale ``window`` with
-    the run's length.
+    within-phrasing versus across-phrasing difference (0.42). ``shared`` 0.6 stays above the
+    final models of that benchmark on held-out batches of 8 pairs (0.14-0.57 per batch,
+    means 0.2-0.43: single-digit sums share answers by chance); collapse onto one answer is
+    1.0. Multiple-choice data shares answers by design: leave ``shared`` out of ``rules``.
+    Scale ``window`` with the run's length.
     """
 
     majority_key: str = "majority_ratio"
     accuracy_keys: tuple[str, ...] = ("heldout_accuracy", "pseudo_label_accuracy")
     twin_key: str = "twin_agreement"
+    shared_key: str = "shared_answer_rate"
     rules: tuple[str, ...] = RULES
     window: int = 5
     accuracy_drop: float = 0.10
@@ -86,6 +96,7 @@ class AlarmConfig:
     gap: float = 0.15
     gap_rise: float = 0.20
     split: float = 0.50
+    shared: float = 0.60
     patience: int = 2
     min_points: int = 2
     noise_z: float = 2.0
@@ -104,7 +115,7 @@ class AlarmConfig:
             raise ValueError(f"alarm.patience must be >= 1, got {self.patience}")
         if self.min_points < 2:
             raise ValueError(f"alarm.min_points must be >= 2, got {self.min_points}")
-        for name in ("accuracy_drop", "majority_rise", "gap", "gap_rise", "split"):
+        for name in ("accuracy_drop", "majority_rise", "gap", "gap_rise", "split", "shared"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ValueError(f"alarm.{name} must be in [0, 1], got {value}")
@@ -146,6 +157,10 @@ class AlarmResult:
                 f"majority_ratio {self.majority_now:.3f} within each phrasing but "
                 f"{self.accuracy_key} {self.accuracy_now:.3f} across phrasings: consistent "
                 "without agreeing with its twins")
+        if self.rule == "shared":
+            return head + (
+                f"{self.accuracy_key} {self.accuracy_now:.3f}: the questions' majority answers "
+                f"collapsed onto one answer (majority_ratio {self.majority_now:.3f})")
         if self.rule == "gap":
             return head + (
                 f"majority_ratio {self.majority_at_peak:.3f} -> {self.majority_now:.3f} while "
@@ -293,6 +308,22 @@ def _check_gap(other: Series, maj: _Majority, key: str, cfg: AlarmConfig, rule: 
     return None
 
 
+def _check_level(other: Series, maj: _Majority, key: str, cfg: AlarmConfig
+                 ) -> AlarmResult | None:
+    """``X(s) >= shared`` at ``patience`` consecutive points of ``X``; one pass."""
+    steps = [s for s, _ in other]
+    held = 0
+    for i, now in enumerate(steps):
+        x_now = _smoothed(steps, other, now, cfg.window)
+        ok = x_now is not None and i >= cfg.min_points - 1 and x_now >= cfg.shared - 1e-12
+        held = held + 1 if ok else 0
+        if held >= cfg.patience:
+            return AlarmResult(fired=True, step=now, rule="shared", accuracy_key=key,
+                               accuracy_now=x_now, majority_now=maj.at(now),
+                               reason=f"{key} reached {cfg.shared}")
+    return None
+
+
 def collapse_alarm(
     rows: Sequence[Mapping[str, object]], config: AlarmConfig = AlarmConfig()
 ) -> AlarmResult:
@@ -306,6 +337,8 @@ def collapse_alarm(
                for key in config.accuracy_keys]
     if "split" in config.rules:
         checks.append(("split", config.twin_key))
+    if "shared" in config.rules:
+        checks.append(("shared", config.shared_key))
     checked, fired = [], []
     for rule, key in checks:
         other = series(rows, key)
@@ -319,8 +352,10 @@ def collapse_alarm(
         elif rule == "gap":
             result = _check_gap(other, maj, key, config, rule, config.gap, config.gap_rise,
                                 counts)
-        else:
+        elif rule == "split":
             result = _check_gap(other, maj, key, config, rule, config.split, None, counts)
+        else:
+            result = _check_level(other, maj, key, config)
         if result is not None:
             fired.append(result)
     if fired:

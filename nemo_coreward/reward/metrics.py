@@ -11,6 +11,12 @@ Definitions (groups are the rollouts of one side of one pair):
 - ``zero_spread_group_rate``: share of groups whose rewards are all equal (no signal).
 - ``twin_agreement``: share of pairs with >= 2 sides whose sides' own majorities are the
   same non-empty class.
+- ``shared_answer_rate``: how far the pairs' majority answers collapse onto one answer:
+  (pairs whose majority, on some side, is the most common such answer, minus 1) / (pairs
+  minus 1), over pairs with a non-empty majority; 0 when every question gets its own
+  answer, 1 when all get the same. Different questions rarely share an answer, and a
+  policy that answers every question alike agrees with its twins too, so twin agreement
+  cannot show that collapse (answers compared as extracted, across pairs).
 - ``label_nonempty_rate``: share of groups whose label is not empty.
 - ``pseudo_label_accuracy``: share of groups whose label equals the known answer;
   ``reward_accuracy``: share of rollouts whose binary reward equals their correctness;
@@ -22,6 +28,7 @@ Definitions (groups are the rollouts of one side of one pair):
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from statistics import fmean, pstdev
 
@@ -67,6 +74,13 @@ def collapse_metrics(batch: GradedBatch, scores: Sequence[Score]) -> dict[str, f
             and own_vote[(p, batch.sides[p][0])].winner >= 0 else 0.0
             for p in multi
         ])
+    per_pair: dict[object, set[str]] = {}
+    for key, vote in own_vote.items():
+        if vote.winner >= 0:
+            per_pair.setdefault(key[0], set()).add(pol.label_text(vote, pol.groups[key]))
+    if len(per_pair) >= 2:
+        mode = max(Counter(a for answers in per_pair.values() for a in answers).values())
+        out["shared_answer_rate"] = (mode - 1) / (len(per_pair) - 1)
     if batch.label_class:
         out["label_nonempty_rate"] = _mean([1.0 if c >= 0 else 0.0
                                             for c in batch.label_class.values()])

@@ -33,6 +33,25 @@ def test_metrics_by_hand():
     # b: all 1 but wrong
     assert m["reward_accuracy"] == pytest.approx(4 / 8)
     assert m["self_majority_accuracy"] == 0.5
+    # majorities: pair a answers 2, pair b answers 1: no answer shared across pairs
+    assert m["shared_answer_rate"] == 0.0
+
+
+def test_shared_answer_rate_sees_every_question_answered_alike():
+    # Four questions, twins agreeing on each: a healthy batch answers 4, 6, 8, 8 (one
+    # coincidence: (2 - 1) / 3); a collapsed one answers 0 everywhere ((4 - 1) / 3 = 1),
+    # with twin agreement 1.0 all the same.
+    def batch(answers):
+        return [R(p, side, a, str(p)) for p, a in zip("abcd", answers) for side in (0, 1)
+                for _ in range(2)]
+
+    healthy = score_rollouts(batch([4, 6, 8, 8]), RewardConfig("co_reward")).metrics
+    assert healthy["shared_answer_rate"] == pytest.approx(1 / 3)
+    collapsed = score_rollouts(batch([0, 0, 0, 0]), RewardConfig("co_reward")).metrics
+    assert collapsed["shared_answer_rate"] == 1.0 and collapsed["twin_agreement"] == 1.0
+    # One pair with an answer: no rate (nothing to share with).
+    one = score_rollouts([R("a", 0, 1, "1"), R("b", 0, None, "2")], RewardConfig("majority"))
+    assert "shared_answer_rate" not in one.metrics
 
 
 def test_teacher_metrics():

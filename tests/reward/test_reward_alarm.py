@@ -453,3 +453,31 @@ def test_the_recorded_majority_collapse_still_fires_with_its_label_counts():
     # Widening 0.351 since step 1 (16 labels) against 80 labels at step 15: margin
     # 2 * sqrt(p (1 - p) (1/16 + 1/80)), p = (0.56 * 16 + 0.638 * 80) / 96.
     assert (gap.fired, gap.step, gap.peak_step) == (True, 15, 1)
+
+
+def test_the_shared_rule_sees_every_question_answered_alike_where_split_cannot():
+    # The stress budget's majority-vote run (docs/results.md) in shape: consensus 0.25 -> 1.0
+    # while its twins agree more and more (on the one answer it gives every question), so
+    # M - T never reaches 0.5; the questions' majority answers collapse onto one.
+    maj = [0.25, 0.22, 0.31, 0.41, 0.42, 0.48, 0.64, 0.69, 0.83, 0.95, 0.92, 1.0]
+    twins = [0.0, 0.0, 0.0, 0.0, 0.38, 0.25, 0.38, 0.38, 0.62, 0.88, 0.88, 1.0]
+    shared = [0.0, 0.0, 1 / 7, 1 / 7, 2 / 7, 3 / 7, 4 / 7, 5 / 7, 6 / 7, 1.0, 1.0, 1.0]
+    r = rows(majority_ratio=maj, twin_agreement=twins, shared_answer_rate=shared)
+    split = collapse_alarm(r, AlarmConfig(rules=("split",)))
+    assert not split.fired
+    # 5-step means of S: step 9 (5..9) = (2+3+4+5+6)/35 = 4/7 < 0.6, step 10 (6..10) =
+    # (3+4+5+6+7)/35 = 5/7 >= 0.6, step 11 = (4+5+6+7+7)/35: held at 10 and 11 -> fires at 11.
+    result = collapse_alarm(r, AlarmConfig(rules=("shared",)))
+    assert (result.fired, result.rule, result.step) == (True, "shared", 11)
+    assert result.accuracy_now == pytest.approx((4 + 5 + 6 + 7 + 7) / 35)
+    assert "collapsed onto one answer" in result.summary()
+
+
+def test_the_shared_rule_stays_silent_on_occasional_coincidences():
+    # 8 questions a step sharing answers by chance as the final models of the full benchmark
+    # did on held-out batches of 8 pairs (1/7 to 4/7, once 0.57).
+    rng = random.Random(0)
+    shared = [rng.choice([1 / 7, 2 / 7, 2 / 7, 3 / 7, 4 / 7]) for _ in range(40)]
+    r = rows(majority_ratio=[0.5] * 40, shared_answer_rate=shared)
+    assert not collapse_alarm(r).fired
+    assert "shared:shared_answer_rate" in collapse_alarm(r).checked
