@@ -53,6 +53,8 @@ PANELS: tuple[Panel, ...] = (
           "ratio", True),
     Panel("twin_agreement", "Twin agreement (training batch)", ("twin_agreement",),
           "share of pairs", True),
+    Panel("shared_answer_rate", "Questions answered alike", ("shared_answer_rate",),
+          "0 = each its own answer, 1 = all one", True),
     Panel("teacher_policy_agreement", "Teacher-policy agreement",
           ("teacher_policy_agreement",), "share of groups", True),
     Panel("answer_entropy", "Answer entropy (per group)", ("answer_entropy",), "nats"),

@@ -117,6 +117,7 @@ def _make_run(root: Path, name: str, reward: str, collapse: bool, keys_missing=(
             "reward_mean": 0.2 + 0.7 * t,
             "majority_ratio": 0.3 + 0.6 * t,
             "twin_agreement": 0.2 + 0.5 * t,
+            "shared_answer_rate": 0.1 + 0.2 * t,
             "pseudo_label_accuracy": (0.6 - 0.5 * t) if collapse else (0.3 + 0.5 * t),
             "reward_accuracy": 0.5 + 0.2 * np.sin(step),
             "answer_entropy": 1.5 - t,
