@@ -28,11 +28,15 @@ from torch import Tensor
 
 from nemo_coreward.reward import RewardConfig, Rollout, ScoredBatch
 
-__all__ = ["ParallelLayout", "RewardRouter", "merge_shard_metrics", "response_decoder",
+__all__ = ["SHARD_MEAN_METRICS", "ParallelLayout", "RewardRouter", "merge_shard_metrics",
+           "response_decoder",
            "rollout_records", "shard_pairs"]
 
 # Metrics that count things add up across shards; every other metric is a mean.
 SUMMED_METRICS = frozenset({"n_rollouts", "n_groups", "grader_timeouts", "text_repairs"})
+# Metrics over the pairs of a batch together, not per pair: merged as the mean of the shards'
+# values, which is not the whole batch's value (that needs every shard's answers at once).
+SHARD_MEAN_METRICS = frozenset({"shared_answer_rate"})
 
 
 def shard_pairs(pair_ids: Sequence[int], num_shards: int) -> list[list[int]]:
@@ -64,6 +68,10 @@ def merge_shard_metrics(shards: Sequence[tuple[Mapping[str, float], int]]) -> di
     unsharded batch exactly (up to float rounding); the accuracy metrics are exact too when
     every pair (or none) has a known answer. ``reward_std`` is pooled from the
     shards' means and variances. NaN entries (a metric undefined on a shard) are skipped.
+    ``SHARD_MEAN_METRICS`` compare the pairs of a shard with each other: the merge is the
+    same weighted mean of the shards' values, which is not the unsharded batch's value
+    (``shared_answer_rate``: the questions of each shard answered alike; a policy that gives
+    one answer to everything still shows 1.0 on every shard).
     """
     shards = [(m, n) for m, n in shards if n > 0]
     keys = sorted({k for m, _ in shards for k in m})

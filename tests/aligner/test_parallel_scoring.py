@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from nemo_coreward.aligner.scoring import SHARD_MEAN_METRICS
 from nemo_coreward.reward import RewardConfig, score_rollouts
 
 from .helpers import records
@@ -69,9 +70,20 @@ def _check(infos: list[dict], dp: int) -> None:
                 assert [tuple(k) for k in call["teacher"]] == sent
             seen += sorted(pairs)
         assert sorted(seen) == list(range(8))  # every pair scored exactly once
+        # Metrics across pairs are the mean of the shards' own (SHARD_MEAN_METRICS).
+        shards = [sorted({p for p, _ in next(c for c in i["calls"] if c["reward"] == name)
+                          ["policy"]}) for i in senders]
+        local = [score_rollouts(
+            records([r for r in policy if r[0] in shard], truth), RewardConfig(name=name),
+            teacher=(records([r for r in teacher if r[0] in shard], truth)
+                     if name == "co_rewarding_combined" else None)).metrics for shard in shards]
+        whole = dict(expected[name].metrics)
+        for key in SHARD_MEAN_METRICS:
+            values = [m[key] for m in local if key in m]
+            whole[key] = sum(values) / len(values)
         for i in infos:  # every rank, source or not, holds every reward
             assert i["results"][name]["rewards"] == expected[name].rewards
-            assert i["results"][name]["metrics"] == pytest.approx(expected[name].metrics)
+            assert i["results"][name]["metrics"] == pytest.approx(whole)
 
 
 @pytest.mark.slow

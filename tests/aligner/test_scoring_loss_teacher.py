@@ -8,6 +8,7 @@ import torch
 
 from nemo_coreward.aligner.loss import LOSS_METRICS, actor_loss
 from nemo_coreward.aligner.scoring import (
+    SHARD_MEAN_METRICS,
     ParallelLayout,
     RewardRouter,
     merge_shard_metrics,
@@ -48,6 +49,9 @@ def test_merged_shard_metrics_equal_the_whole_batch(num_shards):
     merged = merge_shard_metrics(parts)
     assert set(merged) == set(whole.metrics)
     for key, value in whole.metrics.items():
+        if key in SHARD_MEAN_METRICS:  # across pairs: the mean of the shards' own values
+            weight = sum(n for m, n in parts if key in m)
+            value = sum(m[key] * n for m, n in parts if key in m) / weight
         assert merged[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
 
 
