@@ -29,8 +29,7 @@ from torch import Tensor
 from nemo_coreward.reward import RewardConfig, Rollout, ScoredBatch
 
 __all__ = ["SHARD_MEAN_METRICS", "ParallelLayout", "RewardRouter", "merge_shard_metrics",
-           "response_decoder",
-           "rollout_records", "shard_pairs"]
+           "response_decoder", "rollout_records", "shard_pairs"]
 
 # Metrics that count things add up across shards; every other metric is a mean.
 SUMMED_METRICS = frozenset({"n_rollouts", "n_groups", "grader_timeouts", "text_repairs"})
