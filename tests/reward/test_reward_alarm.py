@@ -455,22 +455,34 @@ def test_the_recorded_majority_collapse_still_fires_with_its_label_counts():
     assert (gap.fired, gap.step, gap.peak_step) == (True, 15, 1)
 
 
+# The stress budget's majority-vote run (docs/results.md), its first 12 steps replayed with
+# the same seed and settings (`coreward train reward.name=majority seed=0` with the
+# benchmark's stress overrides and train.steps=12: the same rewards and ratios step for
+# step as the benchmark's run, which predates shared_answer_rate), copied from metrics.jsonl.
+# The policy collapses onto the one-shot example's answer for every question.
+MAJORITY_STRESS_SEED0 = {
+    "majority_ratio": [0.25, 0.21875, 0.3125, 0.40625, 0.421875, 0.484375, 0.640625, 0.6875,
+                       0.828125, 0.953125, 0.921875, 1.0],
+    "twin_agreement": [0.0, 0.0, 0.0, 0.0, 0.375, 0.25, 0.375, 0.375, 0.625, 0.875, 0.875, 1.0],
+    "shared_answer_rate": [1 / 6, 1 / 7, 1 / 7, 2 / 7, 5 / 7, 5 / 7, 5 / 7, 6 / 7, 1.0, 1.0, 1.0,
+                           1.0],
+    "pseudo_label_accuracy": [0.0] * 12,
+    "n_groups": [16.0] * 12,
+}
+
+
 def test_the_shared_rule_sees_every_question_answered_alike_where_split_cannot():
-    # The stress budget's majority-vote run (docs/results.md) in shape: consensus 0.25 -> 1.0
-    # while its twins agree more and more (on the one answer it gives every question), so
-    # M - T never reaches 0.5; the questions' majority answers collapse onto one.
-    maj = [0.25, 0.22, 0.31, 0.41, 0.42, 0.48, 0.64, 0.69, 0.83, 0.95, 0.92, 1.0]
-    twins = [0.0, 0.0, 0.0, 0.0, 0.38, 0.25, 0.38, 0.38, 0.62, 0.88, 0.88, 1.0]
-    shared = [0.0, 0.0, 1 / 7, 1 / 7, 2 / 7, 3 / 7, 4 / 7, 5 / 7, 6 / 7, 1.0, 1.0, 1.0]
-    r = rows(majority_ratio=maj, twin_agreement=twins, shared_answer_rate=shared)
-    split = collapse_alarm(r, AlarmConfig(rules=("split",)))
-    assert not split.fired
-    # 5-step means of S: step 9 (5..9) = (2+3+4+5+6)/35 = 4/7 < 0.6, step 10 (6..10) =
-    # (3+4+5+6+7)/35 = 5/7 >= 0.6, step 11 = (4+5+6+7+7)/35: held at 10 and 11 -> fires at 11.
-    result = collapse_alarm(r, AlarmConfig(rules=("shared",)))
-    assert (result.fired, result.rule, result.step) == (True, "shared", 11)
-    assert result.accuracy_now == pytest.approx((4 + 5 + 6 + 7 + 7) / 35)
-    assert "collapsed onto one answer" in result.summary()
+    r = rows(**MAJORITY_STRESS_SEED0)
+    # The twins agree on the one answer: M - T stays below 0.5, split is blind.
+    assert not collapse_alarm(r, AlarmConfig(rules=("split",))).fired
+    # 5-step means of S: step 7 = (1 + 2 + 5 + 5 + 5) / 35 = 0.514, step 8 = (2 + 5 + 5 + 5
+    # + 6) / 35 = 0.657 >= 0.6, step 9 = (5 + 5 + 5 + 6 + 7) / 35 = 0.8: fires at 9.
+    shared = collapse_alarm(r, AlarmConfig(rules=("shared",)))
+    assert (shared.fired, shared.rule, shared.step) == (True, "shared", 9)
+    assert shared.accuracy_now == pytest.approx(0.8)
+    assert "collapsed onto one answer" in shared.summary()
+    # With the known answers, gap fires a step earlier (as during the benchmark's run).
+    assert (collapse_alarm(r).rule, collapse_alarm(r).step) == ("gap", 8)
 
 
 def test_the_shared_rule_stays_silent_on_occasional_coincidences():
