@@ -91,6 +91,15 @@ if DynamicLayer is not None:
             self._v.repeat(repeats)
             self._sync()
 
+        def reorder_cache(self, beam_idx: Tensor) -> None:
+            self.batch_select_indices(beam_idx)
+
+        def reset(self) -> None:
+            """Empty, keeping the reserved buffers (``DynamicLayer.reset`` would drop the
+            views and leave the buffers behind)."""
+            self._k.length = self._v.length = 0
+            self._sync()
+
         def crop(self, tokens_to_remove: int) -> None:
             if tokens_to_remove > 0:
                 raise ValueError("crop takes a negative number of positions to remove")

@@ -22,7 +22,8 @@ def test_reserved_layer_equals_dynamic_layer_through_every_cache_operation():
     steps = [("update", _kv(3, 1, 1)), ("repeat", 2), ("update", _kv(6, 1, 2)),
              ("select", torch.tensor([0, 2, 5])), ("update", _kv(3, 2, 3)),
              ("update", _kv(3, 1, 4)),  # past the reserved room: grows
-             ("crop", -2), ("update", _kv(3, 1, 5))]
+             ("crop", -2), ("update", _kv(3, 1, 5)), ("reorder", torch.tensor([2, 0, 1])),
+             ("update", _kv(3, 1, 6))]
     for op, arg in steps:
         for layer in (plain, reserved):
             if op == "update":
@@ -31,6 +32,8 @@ def test_reserved_layer_equals_dynamic_layer_through_every_cache_operation():
                 layer.batch_repeat_interleave(arg)
             elif op == "select":
                 layer.batch_select_indices(arg)
+            elif op == "reorder":
+                layer.reorder_cache(arg)
             else:
                 layer.crop(arg)
         assert torch.equal(reserved.keys, plain.keys), op
@@ -39,6 +42,14 @@ def test_reserved_layer_equals_dynamic_layer_through_every_cache_operation():
         assert reserved.get_mask_sizes(1) == plain.get_mask_sizes(1)
         if op == "update":
             assert torch.equal(out[0], plain.keys)
+
+
+def test_reset_empties_the_layer_and_the_next_update_starts_afresh():
+    layer = ReservedLayer(*_kv(2, 4, 0), room=2)
+    layer.reset()
+    assert layer.get_seq_length() == 0
+    keys, values = _kv(2, 1, 1)
+    assert torch.equal(layer.update(keys, values)[0], keys)
 
 
 def test_appends_within_the_room_write_into_one_buffer():
