@@ -102,7 +102,7 @@ QUICK = Budget("quick", steps=4, pairs_per_step=4, n=4, max_new_tokens=32, eval_
 FULL = Budget("full", steps=12, pairs_per_step=5, n=4, max_new_tokens=40, eval_pairs=32,
               eval_k=4, minutes=35)
 STRESS = Budget("stress", steps=24, pairs_per_step=8, n=4, max_new_tokens=40, eval_pairs=48,
-                eval_k=4, minutes=75, lr=3e-5, levels=(2,))
+                eval_k=4, minutes=100, lr=3e-5, levels=(2,))
 BUDGETS = {b.name: b for b in (QUICK, FULL, STRESS)}
 
 
@@ -229,8 +229,9 @@ def marker(out: Path, seed: int, arm: str) -> Path:
 
 
 def fingerprint(budget: Budget) -> dict[str, Any]:
-    """The budget as its marker records it (JSON: tuples become lists)."""
-    return json.loads(json.dumps(asdict(budget)))
+    """The budget as its marker records it (JSON: tuples become lists), without
+    ``minutes``: an estimate of the wall time, not part of what a run does."""
+    return {k: v for k, v in json.loads(json.dumps(asdict(budget))).items() if k != "minutes"}
 
 
 def load_finished(out: Path, seed: int, arm: str, budget: Budget) -> dict[str, Any] | None:
@@ -240,8 +241,9 @@ def load_finished(out: Path, seed: int, arm: str, budget: Budget) -> dict[str, A
     if not path.is_file():
         return None
     result = json.loads(path.read_text(encoding="utf-8"))
-    if result.get("budget") != fingerprint(budget):
-        raise ValueError(f"{path} was made with budget {result.get('budget')}, not "
+    recorded = {k: v for k, v in (result.get("budget") or {}).items() if k != "minutes"}
+    if recorded != fingerprint(budget):
+        raise ValueError(f"{path} was made with budget {recorded}, not "
                          f"{fingerprint(budget)}; use another --out")
     return result
 
