@@ -4,7 +4,7 @@ Label-free rewards fail by collapse: the policy learns to agree with itself on a
 answer. Reward and majority ratio then keep rising while accuracy (held-out, or of the
 pseudo labels against the known answers) falls or stays where it was. Neither signal alone
 shows it: majority ratio also rises when a model genuinely learns, and accuracy is noisy.
-Together they do. Three rules, each over smoothed series (``rules`` picks which run):
+Together they do. Four rules, each over smoothed series (``rules`` picks which run):
 
 - ``drop``: accuracy falls from its peak while the majority ratio rises since that peak.
 - ``gap``: the majority ratio exceeds accuracy by at least ``gap``, and that gap has widened
@@ -40,9 +40,10 @@ earlier point with the smallest ``G`` (the first on ties); ``split`` checks
 first step where its condition has held at ``patience`` consecutive points of its series;
 each series is checked on its own and the earliest firing wins.
 
-Sampling noise. An accuracy over a few labels per step moves by chance: 10 pseudo labels per
-step, a peak at step 1 (one point, 10 labels) and a 5-step mean (50 labels) differ by more
-than 0.1 about one time in three when nothing changed. For a series whose rows say how many
+Sampling noise. An accuracy over a few labels per step moves by chance: with 10 pseudo
+labels per step and a true accuracy of 0.7 that does not change, the value at step 1 (one
+point, 10 labels) exceeds a later 5-step mean (50 labels) by more than 0.1 about one time
+in four. For a series whose rows say how many
 labels each point averages (``counted_keys``, the count in ``count_key``: the number of
 groups voted on), the fall of ``drop`` and the widening of ``gap`` must also exceed
 ``noise_z`` standard errors of the difference of the two accuracies compared,
