@@ -3,7 +3,7 @@
 Hugging Face's ``DynamicLayer.update`` appends a token with ``torch.cat``: every decode
 step copies every layer's whole cache (on the CPU demo, 60 tensors of 64 rows x ~100
 positions per token, about 8% of generation time). ``ReservedLayer`` keeps the same
-contract on a buffer allocated once with room for ``capacity`` more positions: an append
+contract on a buffer allocated once with ``room`` more positions than it holds: an append
 writes the new positions in place and ``keys``/``values`` are views of the filled part.
 
 The contract relied on (transformers 5.x ``cache_utils``, read for this version):
@@ -26,7 +26,7 @@ from torch import Tensor
 
 try:
     from transformers.cache_utils import DynamicLayer
-except ImportError:  # transformers < 5: no per-layer cache objects, nothing to replace
+except ImportError:  # older transformers: no per-layer cache objects, nothing to replace
     DynamicLayer = None
 
 
