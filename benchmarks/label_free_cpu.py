@@ -228,10 +228,11 @@ def marker(out: Path, seed: int, arm: str) -> Path:
     return out / f"seed{seed}" / "done" / f"{arm}.json"
 
 
-def fingerprint(budget: Budget) -> dict[str, Any]:
-    """The budget as its marker records it (JSON: tuples become lists), without
-    ``minutes``: an estimate of the wall time, not part of what a run does."""
-    return {k: v for k, v in json.loads(json.dumps(asdict(budget))).items() if k != "minutes"}
+def fingerprint(budget: Budget | dict[str, Any]) -> dict[str, Any]:
+    """A budget, or one a marker recorded, as markers are compared (JSON: tuples become
+    lists), without ``minutes``: an estimate of the wall time, not part of what a run does."""
+    recorded = budget if isinstance(budget, dict) else json.loads(json.dumps(asdict(budget)))
+    return {k: v for k, v in recorded.items() if k != "minutes"}
 
 
 def load_finished(out: Path, seed: int, arm: str, budget: Budget) -> dict[str, Any] | None:
@@ -241,7 +242,7 @@ def load_finished(out: Path, seed: int, arm: str, budget: Budget) -> dict[str, A
     if not path.is_file():
         return None
     result = json.loads(path.read_text(encoding="utf-8"))
-    recorded = {k: v for k, v in (result.get("budget") or {}).items() if k != "minutes"}
+    recorded = fingerprint(result.get("budget") or {})
     if recorded != fingerprint(budget):
         raise ValueError(f"{path} was made with budget {recorded}, not "
                          f"{fingerprint(budget)}; use another --out")

@@ -43,12 +43,12 @@ each series is checked on its own and the earliest firing wins.
 Sampling noise. An accuracy over a few labels per step moves by chance: with 10 pseudo
 labels per step and a true accuracy of 0.7 that does not change, the value at step 1 (one
 point, 10 labels) exceeds a later 5-step mean (50 labels) by more than 0.1 about one time
-in four. For a series whose rows say how many
-labels each point averages (``counted_keys``, the count in ``count_key``: the number of
-groups voted on), the fall of ``drop`` and the widening of ``gap`` must also exceed
-``noise_z`` standard errors of the difference of the two accuracies compared,
-``z * sqrt(p (1 - p) (1/N1 + 1/N2))`` with ``N`` the labels behind each smoothed value and
-``p`` their pooled accuracy: the two-proportion test. A series without counts (held-out
+in four. For a series whose rows say how many labels each point averages
+(``counted_keys``, the count in ``count_key``: the number of groups voted on), the fall of
+``drop`` and the widening of ``gap`` must also exceed ``noise_z`` standard errors of the
+difference of the two accuracies compared, ``z * sqrt(p (1 - p) (1/N1 + 1/N2))`` with ``N``
+the labels behind each smoothed value and ``p`` their pooled accuracy: the two-proportion
+test. A series without counts (held-out
 accuracy: one evaluation per point) keeps the fixed thresholds alone.
 
 Differences in absolute units (accuracies and ratios are in [0, 1]). Missing series are
@@ -198,12 +198,17 @@ def smoothed(points: Series, step: int, window: int) -> float | None:
     return _smoothed([s for s, _ in points], points, step, window)
 
 
-def _smoothed(steps: list[int], points: Series, step: int, window: int) -> float | None:
+def _window(steps: list[int], step: int, window: int) -> slice:
+    """Indices of the points a smoothed value at ``step`` averages: those with step in
+    ``(step - window, step]``, else the latest one at or before ``step`` (empty if none)."""
     hi = bisect_right(steps, step)
     lo = bisect_right(steps, step - window, 0, hi)
-    if lo < hi:
-        return sum(v for _, v in points[lo:hi]) / (hi - lo)
-    return points[hi - 1][1] if hi else None
+    return slice(lo, hi) if lo < hi else slice(max(hi - 1, 0), hi)
+
+
+def _smoothed(steps: list[int], points: Series, step: int, window: int) -> float | None:
+    used = points[_window(steps, step, window)]
+    return sum(v for _, v in used) / len(used) if used else None
 
 
 class _Counts:
@@ -215,9 +220,7 @@ class _Counts:
         self.counts = [counts.get(s) for s in steps]
 
     def labels(self, step: int, window: int) -> float | None:
-        hi = bisect_right(self.steps, step)
-        lo = bisect_right(self.steps, step - window, 0, hi)
-        used = self.counts[lo:hi] if lo < hi else self.counts[hi - 1:hi]
+        used = self.counts[_window(self.steps, step, window)]
         if not used or any(c is None or c <= 0 for c in used):
             return None
         return float(sum(used))  # type: ignore[arg-type]
